@@ -1,0 +1,289 @@
+"""The command line: `python -m mnist_core train|evaluate|predict|runs`.
+
+Exit codes: 0 success; 2 bad arguments or invalid settings; 1 a data, model or image problem,
+reported in one line. With `--json` the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from mnist_core.config import PRESETS, TrainConfig
+from mnist_core.errors import ConfigError, MnistCoreError
+
+SUMMARY_WIDTH = 28
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except ConfigError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except MnistCoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mnist_core", description="Train and use handwritten-digit classifiers."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model and save it as a run")
+    train.add_argument("--preset", choices=sorted(PRESETS), default="mlp")
+    for config_field in dataclasses.fields(TrainConfig):
+        option = "--" + config_field.name.replace("_", "-")
+        if config_field.type == "bool":
+            train.add_argument(option, action=argparse.BooleanOptionalAction, default=None)
+        elif config_field.type.startswith("tuple"):
+            train.add_argument(option, type=_int_list, default=None, metavar="N,N,...")
+        else:
+            kind = {"int": int, "float": float, "str": str}[config_field.type]
+            train.add_argument(option, type=kind, default=None)
+    train.add_argument("--data", help="MNIST .npz or IDX folder (default: $MNIST_PATH)")
+    _add_runs_dir(train)
+    train.add_argument("--save", help="also save the model to FILE.keras or FILE.h5")
+    train.add_argument("--report", help="write loss curves and a sample gallery as HTML here")
+    train.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a saved run on the MNIST test set")
+    evaluate.add_argument("run", help="run id, 'latest' or 'best'")
+    evaluate.add_argument("--data", help="MNIST .npz or IDX folder (default: $MNIST_PATH)")
+    _add_runs_dir(evaluate)
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="read the digit in image files")
+    predict.add_argument("images", nargs="+", help="PNG or JPEG files")
+    predict.add_argument("--run", default="best", help="run id, 'latest' or 'best' (default)")
+    _add_runs_dir(predict)
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(handler=_predict)
+
+    runs = commands.add_parser("runs", help="list saved runs, newest first")
+    _add_runs_dir(runs)
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=_runs)
+    return parser
+
+
+def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", help="run store folder (default: $MNIST_RUNS_DIR or runs/)")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"expected whole numbers like 256,128: {text!r}"
+        ) from error
+
+
+def _train(args: argparse.Namespace) -> int:
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name) is not None
+    }
+    config = TrainConfig.preset(args.preset, **overrides)
+
+    from mnist_core.data import load_mnist
+    from mnist_core.runs import RunStore
+    from mnist_core.train import train
+
+    data = load_mnist(args.data)
+    store = RunStore(args.runs_dir)
+    print(f"Training {args.preset} on {data.source}", file=sys.stderr)
+    result = train(config, data, on_progress=_ProgressBar(sys.stderr))
+    run_id = store.save(result, data_source=data.source, data_fingerprint=data.fingerprint)
+    run = store.get(run_id)
+    if args.save:
+        _save_copy(store, run_id, Path(args.save))
+    if args.report:
+        _write_report(Path(args.report), result, data)
+
+    summary = {
+        "run_id": run_id,
+        "model_path": str(run.model_path),
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "train_seconds": round(result.train_seconds, 2),
+    }
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _save_copy(store: Any, run_id: str, target: Path) -> None:
+    import shutil
+
+    from mnist_core.errors import ModelError
+
+    if target.suffix == ".h5":
+        store.export_h5(run_id, target)
+    elif target.suffix == ".keras":
+        shutil.copyfile(store.get(run_id).model_path, target)
+    else:
+        raise ModelError(f"--save needs a .keras or .h5 file name, got {str(target)!r}")
+    print(f"Saved model to {target}", file=sys.stderr)
+
+
+def _write_report(folder: Path, result: Any, data: Any) -> None:
+    from mnist_core.figures import gallery_figure, history_figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    evaluation = result.evaluation
+    history_figure({"run": result.history}, {"run": result.best_epoch}).write_html(
+        folder / "curves.html", include_plotlyjs="directory"
+    )
+    shown = slice(0, 30)  # like the original script: the first test images
+    gallery_figure(
+        data.x_test[shown],
+        evaluation.labels[shown],
+        evaluation.predicted[shown],
+        evaluation.confidence[shown],
+    ).write_html(folder / "samples.html", include_plotlyjs="directory")
+    print(f"Wrote {folder / 'curves.html'} and {folder / 'samples.html'}", file=sys.stderr)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mnist_core.data import load_mnist
+    from mnist_core.evaluate import evaluate
+
+    store, run_id = _resolve_run(args.runs_dir, args.run)
+    data = load_mnist(args.data)
+    evaluation = evaluate(store.load_model(run_id), data.x_test, data.y_test)
+    summary = {
+        "run_id": run_id,
+        "test_accuracy": evaluation.accuracy,
+        "test_loss": evaluation.loss,
+        "misclassified": int(len(evaluation.misclassified())),
+        "recall": [round(value, 4) for value in evaluation.recall.tolist()],
+    }
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mnist_core.errors import ImageError
+    from mnist_core.predict import predict_digit
+    from mnist_core.preprocess import load_image, to_mnist
+
+    store, run_id = _resolve_run(args.runs_dir, args.run)
+    model = store.load_model(run_id)
+    answers = []
+    for name in args.images:
+        try:
+            image = to_mnist(load_image(Path(name).read_bytes()))
+        except OSError as error:
+            raise ImageError(f"cannot read {name!r}: {error.strerror}") from error
+        if image is None:
+            answers.append({"image": name, "digit": None, "confidence": None})
+            continue
+        digit, confidence, _ = predict_digit(model, image)
+        answers.append({"image": name, "digit": digit, "confidence": round(confidence, 4)})
+    if args.json:
+        print(json.dumps({"run_id": run_id, "predictions": answers}))
+    else:
+        for answer in answers:
+            shown = (
+                "no digit found"
+                if answer["digit"] is None
+                else (f"{answer['digit']} ({answer['confidence']:.1%})")
+            )
+            print(f"{answer['image']}: {shown}")
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from mnist_core.runs import RunStore
+
+    runs = RunStore(args.runs_dir).list()
+    rows = [
+        {
+            "run_id": run.run_id,
+            "architecture": run.config.architecture,
+            "test_accuracy": run.test_accuracy,
+            "epochs_run": run.metrics.get("epochs_run"),
+            "status": run.status,
+            "created": run.metrics.get("created"),
+        }
+        for run in runs
+    ]
+    if args.json:
+        print(json.dumps(rows))
+    elif not rows:
+        print("No runs yet: train one with `python -m mnist_core train`.")
+    else:
+        print(f"{'run':<32} {'model':<5} {'accuracy':>8} {'epochs':>6}  status")
+        for row in rows:
+            print(
+                f"{row['run_id']:<32} {row['architecture']:<5} {row['test_accuracy']:>8.2%} "
+                f"{row['epochs_run']:>6}  {row['status']}"
+            )
+    return 0
+
+
+def _resolve_run(runs_dir: str | None, name: str) -> tuple[Any, str]:
+    from mnist_core.errors import ModelError
+    from mnist_core.runs import RunStore
+
+    store = RunStore(runs_dir)
+    if name in ("latest", "best"):
+        run = store.latest() if name == "latest" else store.best()
+        if run is None:
+            raise ModelError(
+                f"no runs in {store.root}: train one with `python -m mnist_core train`"
+            )
+        return store, run.run_id
+    return store, store.get(name).run_id
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    for key, value in summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"{key:<{SUMMARY_WIDTH}}{shown}")
+    if as_json:
+        print(json.dumps(summary))
+
+
+class _ProgressBar:
+    """A one-line progress bar per epoch on a terminal; a line per epoch otherwise."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.interactive = stream.isatty()
+
+    def __call__(self, event: Any) -> None:
+        if not (self.interactive or event.epoch_end):
+            return
+        filled = round(self.width * event.batch / max(1, event.batches))
+        bar = "#" * filled + "." * (self.width - filled)
+        metrics = "  ".join(f"{key} {value:.4f}" for key, value in event.metrics.items())
+        line = f"Epoch {event.epoch}/{event.epochs} [{bar}] {metrics}  ETA {_seconds(event.eta)}"
+        if self.interactive:
+            self.stream.write("\r" + line + ("\n" if event.epoch_end else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _seconds(value: float) -> str:
+    return "?" if value != value else f"{value:.0f}s"  # NaN before the first batch

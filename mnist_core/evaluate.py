@@ -1,0 +1,97 @@
+"""Metrics on a labelled set: accuracy, loss, confusion matrix, per-class scores, mistakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import keras
+import numpy as np
+
+from mnist_core.models import NUM_CLASSES
+from mnist_core.predict import predict_proba
+
+_EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's answers on a labelled set, and the scores derived from them."""
+
+    labels: np.ndarray  # (N,) uint8 true digits
+    probabilities: np.ndarray  # (N, 10) float32
+
+    @cached_property
+    def predicted(self) -> np.ndarray:
+        """(N,) uint8 predicted digits."""
+        return self.probabilities.argmax(axis=1).astype(np.uint8)
+
+    @cached_property
+    def confidence(self) -> np.ndarray:
+        """(N,) float32 probability of the predicted digit."""
+        return self.probabilities.max(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.predicted == self.labels))
+
+    @property
+    def loss(self) -> float:
+        """Mean cross-entropy, as Keras reports it."""
+        true_probability = self.probabilities[np.arange(len(self.labels)), self.labels]
+        return float(-np.mean(np.log(np.clip(true_probability, _EPSILON, 1.0))))
+
+    @cached_property
+    def confusion(self) -> np.ndarray:
+        """(10, 10) int64 counts; row = true digit, column = predicted digit."""
+        return confusion_matrix(self.labels, self.predicted)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """(10,) float64: of the samples predicted as each digit, the share that are it."""
+        confusion = self.confusion
+        return _safe_ratio(np.diag(confusion), confusion.sum(axis=0))
+
+    @property
+    def recall(self) -> np.ndarray:
+        """(10,) float64: of the samples of each digit, the share predicted right."""
+        confusion = self.confusion
+        return _safe_ratio(np.diag(confusion), confusion.sum(axis=1))
+
+    def misclassified(self) -> np.ndarray:
+        """Indices of wrong predictions, most confident first (the most surprising mistakes)."""
+        wrong = np.flatnonzero(self.predicted != self.labels)
+        return wrong[np.argsort(-self.confidence[wrong], kind="stable")]
+
+    def select(
+        self,
+        true_digit: int | None = None,
+        predicted_digit: int | None = None,
+        wrong_only: bool = False,
+    ) -> np.ndarray:
+        """Indices matching every given filter, in dataset order."""
+        mask = np.ones(len(self.labels), dtype=bool)
+        if true_digit is not None:
+            mask &= self.labels == true_digit
+        if predicted_digit is not None:
+            mask &= self.predicted == predicted_digit
+        if wrong_only:
+            mask &= self.predicted != self.labels
+        return np.flatnonzero(mask)
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
+    """Run `model` on `(N, 28, 28)` uint8 `images` with `(N,)` true `labels`."""
+    return Evaluation(
+        labels=np.asarray(labels, dtype=np.uint8), probabilities=predict_proba(model, images)
+    )
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """(10, 10) int64 counts of (true, predicted) pairs."""
+    pairs = labels.astype(np.int64) * NUM_CLASSES + predicted.astype(np.int64)
+    return np.bincount(pairs, minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)

@@ -1,0 +1,159 @@
+"""Interactive plotly figures shared by the command line's HTML report and the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+_COLOURS = px.colors.qualitative.Plotly
+WRONG_COLOUR = "#d62728"
+RIGHT_COLOUR = "#2ca02c"
+
+
+def history_figure(
+    histories: Mapping[str, Mapping[str, Sequence[float]]],
+    best_epochs: Mapping[str, int] | None = None,
+) -> go.Figure:
+    """Loss and accuracy per epoch for one or more runs.
+
+    `histories` maps a run's label to its history (loss, accuracy, val_loss, val_accuracy per
+    epoch). Train is drawn solid, validation dashed, one colour per run; a star marks each
+    run's best epoch (the weights it keeps).
+    """
+    figure = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"))
+    best_epochs = best_epochs or {}
+    for index, (label, history) in enumerate(histories.items()):
+        colour = _COLOURS[index % len(_COLOURS)]
+        for column, metric in enumerate(("loss", "accuracy"), start=1):
+            for prefix, dash, kind in (("", "solid", "train"), ("val_", "dash", "validation")):
+                values = list(history.get(prefix + metric, []))
+                if not values:
+                    continue
+                epochs = list(range(1, len(values) + 1))
+                figure.add_trace(
+                    go.Scatter(
+                        x=epochs,
+                        y=values,
+                        mode="lines+markers",
+                        name=f"{label} · {kind}",
+                        legendgroup=label,
+                        showlegend=column == 1,
+                        line={"color": colour, "dash": dash},
+                        hovertemplate=f"{label}<br>{kind} {metric}: %{{y:.4f}}<br>epoch %{{x}}"
+                        "<extra></extra>",
+                    ),
+                    row=1,
+                    col=column,
+                )
+            best = best_epochs.get(label)
+            watched = list(history.get("val_" + metric) or history.get(metric) or [])
+            if best and 0 < best <= len(watched):
+                figure.add_trace(
+                    go.Scatter(
+                        x=[best],
+                        y=[watched[best - 1]],
+                        mode="markers",
+                        marker={"symbol": "star", "size": 14, "color": colour},
+                        name=f"{label} · best epoch",
+                        legendgroup=label,
+                        showlegend=column == 1,
+                        hovertemplate=f"{label}<br>best epoch %{{x}}: %{{y:.4f}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=column,
+                )
+    figure.update_xaxes(title_text="epoch", dtick=1 if _max_epochs(histories) <= 20 else None)
+    figure.update_layout(
+        height=380,
+        margin={"l": 40, "r": 20, "t": 40, "b": 40},
+        hovermode="closest",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure
+
+
+def gallery_figure(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+    columns: int = 10,
+) -> go.Figure:
+    """A grid of `(N, 28, 28)` uint8 digits titled "true → predicted (confidence)".
+
+    Wrong predictions get red titles. The original script's static sample gallery, zoomable.
+    """
+    count = len(images)
+    figure = px.imshow(
+        images,
+        facet_col=0,
+        facet_col_wrap=columns,
+        binary_string=True,
+        facet_col_spacing=0.01,
+        facet_row_spacing=0.06,
+    )
+    # plotly numbers facets left to right, bottom row first in annotations' order of creation
+    for annotation in figure.layout.annotations:
+        index = int(annotation.text.split("=")[-1])
+        wrong = labels[index] != predicted[index]
+        annotation.text = f"{labels[index]} → {predicted[index]} ({confidence[index]:.0%})"
+        annotation.font = {"color": WRONG_COLOUR if wrong else RIGHT_COLOUR, "size": 11}
+    figure.update_xaxes(showticklabels=False)
+    figure.update_yaxes(showticklabels=False)
+    rows = -(-count // columns)
+    figure.update_layout(height=max(200, 110 * rows), margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return figure
+
+
+def confusion_figure(confusion: np.ndarray) -> go.Figure:
+    """The (10, 10) confusion matrix as a heatmap; rows true digits, columns predicted."""
+    digits = [str(d) for d in range(10)]
+    figure = go.Figure(
+        go.Heatmap(
+            z=np.log1p(confusion),
+            x=digits,
+            y=digits,
+            text=confusion,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+            customdata=confusion,
+            hovertemplate="true %{y}, predicted %{x}: %{customdata} samples<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        xaxis={"title": "predicted digit", "side": "top", "type": "category"},
+        yaxis={"title": "true digit", "autorange": "reversed", "type": "category"},
+        height=460,
+        margin={"l": 50, "r": 10, "t": 60, "b": 10},
+    )
+    return figure
+
+
+def probabilities_figure(probabilities: np.ndarray) -> go.Figure:
+    """A bar per digit for `(10,)` probabilities; the predicted digit highlighted."""
+    best = int(np.argmax(probabilities))
+    colours = [RIGHT_COLOUR if d == best else "#9ecae1" for d in range(10)]
+    figure = go.Figure(
+        go.Bar(
+            x=[str(d) for d in range(10)],
+            y=probabilities,
+            marker_color=colours,
+            hovertemplate="digit %{x}: %{y:.1%}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        yaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+        xaxis={"title": "digit", "type": "category"},
+        height=260,
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+    )
+    return figure
+
+
+def _max_epochs(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> int:
+    return max((len(h.get("loss", [])) for h in histories.values()), default=0)

@@ -1,0 +1,72 @@
+"""Keras models for 28x28 digits, built from a `TrainConfig`.
+
+Every model takes `(batch, 28, 28)` float32 pixels in [0, 1] (white digit on black) and returns
+`(batch, 10)` softmax probabilities, so prediction code never needs to know the architecture.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from mnist_core.config import TrainConfig
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+# Steps run inside one compiled call. Larger values cut Python overhead per batch (the MLP's
+# steps take about a millisecond), smaller ones keep progress and stop requests responsive.
+STEPS_PER_EXECUTION = {"mlp": 32, "cnn": 4}
+
+
+def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> keras.Model:
+    """A compiled model for `config`.
+
+    `steps_per_epoch` (batches per epoch) sets the length of the cosine learning-rate decay
+    when `config.lr_decay` is on; without it the full MNIST training split is assumed.
+    """
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")  # (batch, 28, 28) float32 in [0, 1]
+    x = inputs
+    if config.augment or config.architecture == "cnn":
+        x = layers.Reshape((*IMAGE_SHAPE, 1))(x)  # (batch, 28, 28, 1) for image layers
+    if config.augment:
+        # Only active while training: small shifts, tilts and size changes, like handwriting.
+        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="shift")(x)
+        x = layers.RandomRotation(0.04, fill_mode="constant", name="rotate")(x)
+        x = layers.RandomZoom(0.1, fill_mode="constant", name="zoom")(x)
+    if config.architecture == "cnn":
+        for block, filters in enumerate(config.conv_filters, start=1):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{block}")(x)
+            x = layers.BatchNormalization(name=f"bn{block}")(x)
+            x = layers.Activation("relu", name=f"relu{block}")(x)
+            x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    for index, units in enumerate(config.hidden_units, start=1):
+        x = layers.Dense(units, activation="relu", name=f"dense{index}")(x)
+        x = layers.Dropout(config.dropout_rate, name=f"dropout{index}")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=f"mnist_{config.architecture}")
+
+    model.compile(
+        optimizer=_optimizer(config, steps_per_epoch),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=STEPS_PER_EXECUTION[config.architecture],
+    )
+    return model
+
+
+def _optimizer(config: TrainConfig, steps_per_epoch: int | None) -> keras.optimizers.Optimizer:
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = config.learning_rate
+    if config.lr_decay:
+        if steps_per_epoch is None:
+            train_size = round(60_000 * (1 - config.validation_split))
+            steps_per_epoch = -(-train_size // config.batch_size)
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=max(1, steps_per_epoch * config.epochs)
+        )
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, momentum=0.9),
+        "rmsprop": keras.optimizers.RMSprop,
+    }
+    return optimizers[config.optimizer](learning_rate=learning_rate)

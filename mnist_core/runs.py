@@ -1,0 +1,250 @@
+"""The run store: trained runs on disk, saved atomically, listed, loaded and deleted.
+
+Layout: one folder per run under the store's root (`MNIST_RUNS_DIR`, default `runs/`):
+`config.json`, `history.json`, `metrics.json` and `model.keras`. A run is written under a
+hidden temporary name and renamed into place when complete, so a crash mid-save never leaves a
+run that lists but cannot load, and two processes saving at once never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_core.config import TrainConfig
+from mnist_core.errors import ConfigError, ModelError
+
+RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
+_RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")
+_TEMP_PREFIX = ".tmp-"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a saved run holds, without its model (loading that needs TensorFlow)."""
+
+    run_id: str
+    path: Path
+    config: TrainConfig
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.metrics["test_accuracy"])
+
+    @property
+    def status(self) -> str:
+        """ "completed" or "stopped" (by the user)."""
+        return str(self.metrics["status"])
+
+    @property
+    def label(self) -> str:
+        """One line for pickers: id, architecture, accuracy, status."""
+        stopped = ", stopped" if self.status == "stopped" else ""
+        return f"{self.run_id} · {self.config.architecture} · {self.test_accuracy:.2%}{stopped}"
+
+
+class RunStore:
+    """Runs under `root` (default: env `MNIST_RUNS_DIR`, else `runs/` in the working dir)."""
+
+    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+        self.root = Path(root or os.environ.get("MNIST_RUNS_DIR") or "runs").resolve()
+
+    def save(self, result: Any, data_source: str = "", data_fingerprint: str = "") -> str:
+        """Save a `train.TrainResult` as a new run and return its id."""
+        config: TrainConfig = result.config
+        run_id = _new_run_id(config.architecture)
+        self.root.mkdir(parents=True, exist_ok=True)
+        temp = self.root / f"{_TEMP_PREFIX}{run_id}"
+        temp.mkdir()
+        try:
+            evaluation = result.evaluation
+            metrics = {
+                "status": "stopped" if result.stopped else "completed",
+                "test_accuracy": evaluation.accuracy,
+                "test_loss": evaluation.loss,
+                "confusion_matrix": evaluation.confusion.tolist(),
+                "precision": evaluation.precision.tolist(),
+                "recall": evaluation.recall.tolist(),
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "stopped": result.stopped,
+                "stopped_early": result.stopped_early,
+                "train_seconds": result.train_seconds,
+                "seed": config.seed,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "data_source": data_source,
+                "data_fingerprint": data_fingerprint,
+                "versions": _library_versions(),
+            }
+            _write_json(temp / "config.json", config.to_dict())
+            _write_json(temp / "history.json", result.history)
+            _write_json(temp / "metrics.json", metrics)
+            result.model.save(temp / "model.keras")
+            _fsync_dir(temp)
+            os.rename(temp, self.root / run_id)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return run_id
+
+    def list(self) -> list[RunInfo]:
+        """Every complete run, newest first. Incomplete or unreadable folders are skipped."""
+        if not self.root.is_dir():
+            return []
+        runs = []
+        for path in self.root.iterdir():
+            if _RUN_ID.match(path.name):
+                try:
+                    runs.append(self._read(path))
+                except ModelError:
+                    continue
+        return sorted(
+            runs, key=lambda run: (run.metrics.get("created", ""), run.run_id), reverse=True
+        )
+
+    def get(self, run_id: str) -> RunInfo:
+        """The run `run_id`; raises ModelError when it does not exist or is damaged."""
+        return self._read(self._path(run_id))
+
+    def latest(self) -> RunInfo | None:
+        runs = self.list()
+        return runs[0] if runs else None
+
+    def best(self) -> RunInfo | None:
+        """The run with the highest test accuracy, or None when there is none."""
+        runs = self.list()
+        return max(runs, key=lambda run: run.test_accuracy) if runs else None
+
+    def load_model(self, run_id: str) -> Any:
+        """The run's Keras model, loaded in safe mode (no code from the file is run)."""
+        return load_model_file(self.get(run_id).model_path)
+
+    def export_h5(self, run_id: str, destination: str | os.PathLike[str] | None = None) -> Path:
+        """Write the run's model in the legacy HDF5 format (`model.h5` in the run by default)."""
+        target = Path(destination) if destination else self._path(run_id) / "model.h5"
+        model = self.load_model(run_id)
+        temp = target.with_name(f"{_TEMP_PREFIX}{secrets.token_hex(4)}-{target.name}")
+        model.save(temp)
+        os.replace(temp, target)
+        return target
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run. It disappears from listings at once, even if removal is interrupted."""
+        path = self._path(run_id)
+        trash = self.root / f"{_TEMP_PREFIX}deleted-{run_id}-{secrets.token_hex(3)}"
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError as error:
+            raise ModelError(f"run {run_id!r} does not exist (it may have been deleted)") from error
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _path(self, run_id: str) -> Path:
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+            raise ModelError(f"{run_id!r} is not a run id; list the runs to pick one")
+        return self.root / run_id
+
+    def _read(self, path: Path) -> RunInfo:
+        if not path.is_dir():
+            raise ModelError(f"run {path.name!r} does not exist (it may have been deleted)")
+        missing = [name for name in RUN_FILES if not (path / name).is_file()]
+        if missing:
+            raise ModelError(f"run {path.name!r} is incomplete (missing {', '.join(missing)})")
+        try:
+            config = TrainConfig.from_dict(_read_json(path / "config.json"))
+            history = _read_json(path / "history.json")
+            metrics = _read_json(path / "metrics.json")
+            float(metrics["test_accuracy"])
+            str(metrics["status"])
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as error:
+            raise ModelError(f"run {path.name!r} is damaged ({error}); delete it") from error
+        return RunInfo(path.name, path, config, history, metrics)
+
+
+def load_model_file(path: str | os.PathLike[str]) -> Any:
+    """Load a `.keras` or `.h5` model in Keras safe mode; raises ModelError on any failure.
+
+    The model must map `(N, 28, 28)` images to `(N, 10)` probabilities.
+    """
+    import keras  # here, not at module level: listing runs must not pay for TensorFlow
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {str(path)!r} does not exist")
+    try:
+        if path.suffix == ".h5":
+            model = keras.models.load_model(path, compile=False)
+        else:
+            model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(
+            f"cannot load model {path.name!r}: {error}. Use a .keras file saved by this tool"
+        ) from error
+    if tuple(model.input_shape[1:]) != (28, 28) or tuple(model.output_shape[1:]) != (10,):
+        raise ModelError(
+            f"model {path.name!r} maps {model.input_shape} to {model.output_shape}; "
+            "expected (None, 28, 28) images to (None, 10) probabilities"
+        )
+    return model
+
+
+def _new_run_id(architecture: str) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return f"{stamp}-{architecture}-{secrets.token_hex(3)}"
+
+
+def _write_json(path: Path, value: Any) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2, default=_json_default)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _library_versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }

@@ -1,0 +1,297 @@
+"""Training: `train()` with progress and stop hooks, and a background job for user interfaces.
+
+`train()` is a plain `model.fit` with one callback that reports progress, polls for a stop
+request, keeps the best weights (lowest validation loss) and does early stopping. A stop in the
+middle of an epoch drops that partial epoch and restores the best weights of the finished ones.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_core.config import TrainConfig
+from mnist_core.data import MnistData, to_float
+from mnist_core.errors import ConfigError
+from mnist_core.evaluate import Evaluation, evaluate
+from mnist_core.models import build_model
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A snapshot of training, sent several times per epoch and at each epoch's end."""
+
+    epoch: int  # 1-based epoch being trained (or just finished, when `epoch_end`)
+    epochs: int  # planned number of epochs (early stopping may end sooner)
+    batch: int  # batches done in this epoch
+    batches: int  # batches per epoch
+    metrics: dict[str, float]  # latest loss/accuracy (and val_* at an epoch's end)
+    elapsed: float  # seconds since training started
+    eta: float  # estimated seconds left if all planned epochs run
+    epoch_end: bool = False
+
+    @property
+    def fraction(self) -> float:
+        """Share of the planned work done, in [0, 1]."""
+        done = (self.epoch - 1) * self.batches + self.batch
+        return min(1.0, done / max(1, self.epochs * self.batches))
+
+
+@dataclass
+class TrainResult:
+    """A trained model and how it got there."""
+
+    model: keras.Model
+    config: TrainConfig
+    history: dict[str, list[float]]  # per finished epoch: loss, accuracy, val_loss, val_accuracy
+    evaluation: Evaluation  # on the MNIST test set, with the restored best weights
+    epochs_run: int  # finished epochs
+    best_epoch: int  # 1-based epoch whose weights the model holds
+    stopped: bool  # stopped by the user
+    stopped_early: bool  # stopped by early stopping
+    train_seconds: float  # wall time of model.fit
+
+    @property
+    def test_loss(self) -> float:
+        return self.evaluation.loss
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.evaluation.accuracy
+
+
+ProgressHook = Callable[[ProgressEvent], None]
+StopHook = Callable[[], bool]
+
+
+def train(
+    config: TrainConfig,
+    data: MnistData,
+    on_progress: ProgressHook | None = None,
+    should_stop: StopHook | None = None,
+) -> TrainResult:
+    """Train a model for `config` on `data` and evaluate it on the test set.
+
+    `on_progress(event)` is called with a `ProgressEvent` several times per epoch and at every
+    epoch's end; `should_stop()` is polled between groups of batches (well under half a second
+    apart) and a True answer ends training within a second, keeping the best weights so far.
+    The same config and seed on the same machine give the same history.
+    """
+    keras.utils.set_random_seed(config.seed)
+    x_all = to_float(data.x_train)  # (N, 28, 28) float32, converted once
+    n_val = int(round(len(x_all) * config.validation_split))
+    n_train = len(x_all) - n_val
+    if n_train < 1:
+        raise ConfigError("validation_split", "leaves no training samples; lower it")
+    # Like Keras' validation_split: the last samples, before any shuffling.
+    x_train, y_train = x_all[:n_train], data.y_train[:n_train]
+    validation = (x_all[n_train:], data.y_train[n_train:]) if n_val else None
+    batches = math.ceil(n_train / config.batch_size)
+
+    model = build_model(config, steps_per_epoch=batches)
+    monitor = _TrainingMonitor(config, batches, on_progress, should_stop)
+    start = time.perf_counter()
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        validation_data=validation,
+        callbacks=[monitor],
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    del x_all, x_train, validation
+    return TrainResult(
+        model=model,
+        config=config,
+        history=monitor.history,
+        evaluation=evaluate(model, data.x_test, data.y_test),
+        epochs_run=len(monitor.history["loss"]),
+        best_epoch=monitor.best_epoch,
+        stopped=monitor.stopped,
+        stopped_early=monitor.stopped_early,
+        train_seconds=seconds,
+    )
+
+
+class _TrainingMonitor(keras.callbacks.Callback):
+    """Progress, stop requests, best weights and early stopping, in one callback."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        batches: int,
+        on_progress: ProgressHook | None,
+        should_stop: StopHook | None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.batches = batches
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.stopped = False
+        self.stopped_early = False
+        self.best_epoch = 0
+        self._best_loss = math.inf
+        self._best_weights: list[np.ndarray] | None = None
+        self._wait = 0
+        self._epoch = 0
+        self._start = 0.0
+        self._epoch_seconds: list[float] = []
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch + 1
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.should_stop is not None and self.should_stop():
+            self.stopped = True
+            self.model.stop_training = True
+            return
+        if self.on_progress is not None:
+            self.on_progress(self._event(batch + 1, logs or {}, epoch_end=False))
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # Validation of an epoch cut short by the user would only delay the stop.
+        if self.stopped or (self.should_stop is not None and self.should_stop()):
+            self.stopped = True
+            self.model.stop_evaluating = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stopped:
+            return  # a partial epoch: not recorded, its weights are discarded below
+        logs = logs or {}
+        for key in HISTORY_KEYS:
+            if key in logs:
+                self.history[key].append(float(logs[key]))
+        self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        watched = logs.get("val_loss", logs.get("loss", math.inf))
+        if watched < self._best_loss:
+            self._best_loss = watched
+            self._best_weights = self.model.get_weights()
+            self.best_epoch = self._epoch
+            self._wait = 0
+        else:
+            self._wait += 1
+            if self.config.patience and self._wait >= self.config.patience:
+                self.stopped_early = True
+                self.model.stop_training = True
+        if self.on_progress is not None:
+            self.on_progress(self._event(self.batches, logs, epoch_end=True))
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self._best_weights is not None:
+            self.model.set_weights(self._best_weights)
+
+    def _event(self, batch: int, logs: dict[str, Any], epoch_end: bool) -> ProgressEvent:
+        now = time.perf_counter()
+        done = (self._epoch - 1) * self.batches + batch
+        left = self.config.epochs * self.batches - done
+        elapsed = now - self._start
+        return ProgressEvent(
+            epoch=self._epoch,
+            epochs=self.config.epochs,
+            batch=batch,
+            batches=self.batches,
+            metrics={k: float(v) for k, v in logs.items() if k in HISTORY_KEYS},
+            elapsed=elapsed,
+            eta=elapsed / done * left if done else math.nan,
+            epoch_end=epoch_end,
+        )
+
+
+@dataclass
+class TrainingJob:
+    """A training run in a background thread, safe to watch from other threads.
+
+    The thread never touches any user interface: it only updates this object, which a UI
+    polls (`snapshot()`) and can ask to stop (`stop()`). `on_done(result)` runs in the thread
+    after training, e.g. to save the run; its return value is kept as `outcome`.
+    """
+
+    config: TrainConfig
+    load_data: Callable[[], MnistData]
+    on_done: Callable[[TrainResult], Any] | None = None
+    state: str = "starting"  # starting -> running -> finished | stopped | failed
+    progress: ProgressEvent | None = None
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    result: TrainResult | None = None
+    outcome: Any = None
+    error: str | None = None
+    started_at: float = field(default_factory=time.time)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> TrainingJob:
+        self._thread = threading.Thread(target=self._run, name="mnist-training", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask training to stop; it ends within about a second, keeping the best weights."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the job's state, for rendering."""
+        with self._lock:
+            return {
+                "state": self.state,
+                "progress": self.progress,
+                "history": {k: list(v) for k, v in self.history.items()},
+                "error": self.error,
+                "outcome": self.outcome,
+                "stop_requested": self._stop.is_set(),
+            }
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        with self._lock:
+            self.state = "running"
+            self.progress = event
+            if event.epoch_end:
+                for key in HISTORY_KEYS:
+                    if key in event.metrics:
+                        self.history[key].append(event.metrics[key])
+
+    def _run(self) -> None:
+        try:
+            data = self.load_data()
+            result = train(self.config, data, self._on_progress, self._stop.is_set)
+            outcome = self.on_done(result) if self.on_done is not None else None
+            with self._lock:
+                self.result, self.outcome = result, outcome
+                self.state = "stopped" if result.stopped else "finished"
+        except Exception as error:  # noqa: BLE001 - reported to the UI instead of lost
+            message = str(error) or type(error).__name__
+            with self._lock:
+                self.error = message
+                self.state = "failed"
+            traceback.print_exc()
