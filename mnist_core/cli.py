@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from mnist_core.config import PRESETS, TrainConfig
+from mnist_core.config import PRESETS, TrainConfig, parse_sizes
 from mnist_core.errors import ConfigError, MnistCoreError
 
 SUMMARY_WIDTH = 28
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         if config_field.type == "bool":
             train.add_argument(option, action=argparse.BooleanOptionalAction, default=None)
         elif config_field.type.startswith("tuple"):
-            train.add_argument(option, type=_int_list, default=None, metavar="N,N,...")
+            train.add_argument(option, type=_sizes, default=None, metavar="N,N,...")
         else:
             kind = {"int": int, "float": float, "str": str}[config_field.type]
             train.add_argument(option, type=kind, default=None)
@@ -84,13 +84,11 @@ def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", help="run store folder (default: $MNIST_RUNS_DIR or runs/)")
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def _sizes(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(
-            f"expected whole numbers like 256,128: {text!r}"
-        ) from error
+        return parse_sizes("sizes", text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -111,6 +111,17 @@ class TrainConfig:
         return cls(**fixed)
 
 
+def parse_sizes(name: str, text: str) -> tuple[int, ...]:
+    """Layer sizes typed as text ("256, 128") as a tuple; raises ConfigError naming `name`."""
+    parts = [part.strip() for part in str(text).replace(";", ",").split(",") if part.strip()]
+    try:
+        return tuple(int(part) for part in parts)
+    except ValueError as error:
+        raise ConfigError(
+            name, f"expected whole numbers separated by commas, like 256, 128; got {text!r}"
+        ) from error
+
+
 def _describe_range(name: str) -> str:
     low, high = LIMITS[name]
     return f"from {low:g} to {high:g}"

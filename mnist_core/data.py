@@ -130,6 +130,19 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> MnistData:
     return _load_keras_cache()
 
 
+def describe_source(path: str | os.PathLike[str] | None = None) -> str:
+    """Where `load_mnist(path)` would read MNIST from, without reading it (for display)."""
+    if path is not None:
+        return str(Path(path).expanduser())
+    env_path = os.environ.get("MNIST_PATH")
+    if env_path:
+        return f"MNIST_PATH ({Path(env_path).expanduser()})"
+    cache_file = _keras_cache_file()
+    if cache_file.is_file():
+        return _keras_source(cache_file)
+    return "not found yet: downloaded on first use (or set MNIST_PATH)"
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """Scale uint8 pixels `(..., 28, 28)` to float32 in [0, 1], the input every model expects.
 

@@ -1,15 +1,21 @@
-"""Metrics on a labelled set: accuracy, loss, confusion matrix, per-class scores, mistakes."""
+"""Metrics on a labelled set: accuracy, loss, confusion matrix, per-class scores, mistakes.
+
+`Evaluation` works from stored probabilities alone, so showing a saved run's results needs no
+TensorFlow; only `evaluate()` runs a model.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
-from mnist_core.models import NUM_CLASSES
-from mnist_core.predict import predict_proba
+from mnist_core.data import NUM_CLASSES
+
+if TYPE_CHECKING:
+    import keras
 
 _EPSILON = 1e-7  # Keras clips probabilities the same way before taking the log
 
@@ -60,16 +66,19 @@ class Evaluation:
 
     def misclassified(self) -> np.ndarray:
         """Indices of wrong predictions, most confident first (the most surprising mistakes)."""
-        wrong = np.flatnonzero(self.predicted != self.labels)
-        return wrong[np.argsort(-self.confidence[wrong], kind="stable")]
+        return self.select(wrong_only=True, order="descending")
 
     def select(
         self,
         true_digit: int | None = None,
         predicted_digit: int | None = None,
         wrong_only: bool = False,
+        order: str | None = None,
     ) -> np.ndarray:
-        """Indices matching every given filter, in dataset order."""
+        """Indices matching every given filter.
+
+        `order` is None (dataset order), "ascending" or "descending" (by confidence).
+        """
         mask = np.ones(len(self.labels), dtype=bool)
         if true_digit is not None:
             mask &= self.labels == true_digit
@@ -77,11 +86,19 @@ class Evaluation:
             mask &= self.predicted == predicted_digit
         if wrong_only:
             mask &= self.predicted != self.labels
-        return np.flatnonzero(mask)
+        indices = np.flatnonzero(mask)
+        if order is None:
+            return indices
+        if order not in ("ascending", "descending"):
+            raise ValueError(f"order must be None, 'ascending' or 'descending', got {order!r}")
+        keys = self.confidence[indices]
+        return indices[np.argsort(keys if order == "ascending" else -keys, kind="stable")]
 
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Run `model` on `(N, 28, 28)` uint8 `images` with `(N,)` true `labels`."""
+    from mnist_core.predict import predict_proba
+
     return Evaluation(
         labels=np.asarray(labels, dtype=np.uint8), probabilities=predict_proba(model, images)
     )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.express as px
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 _COLOURS = px.colors.qualitative.Plotly
@@ -157,3 +160,82 @@ def probabilities_figure(probabilities: np.ndarray) -> go.Figure:
 
 def _max_epochs(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> int:
     return max((len(h.get("loss", [])) for h in histories.values()), default=0)
+
+
+def digit_png(image: np.ndarray, scale: int = 1) -> bytes:
+    """PNG bytes of a `(H, W)` digit (float in [0, 1] or uint8), enlarged with sharp pixels."""
+    pixels = np.asarray(image)
+    if pixels.dtype != np.uint8:
+        pixels = (np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 255).round().astype(np.uint8)
+    picture = Image.fromarray(pixels, mode="L")
+    if scale > 1:
+        picture = picture.resize(
+            (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
+        )
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gallery_html(
+    images: np.ndarray,
+    indices: Sequence[int],
+    labels: np.ndarray,
+    predicted: np.ndarray,
+    confidence: np.ndarray,
+) -> str:
+    """An HTML grid of test digits `images[indices]` with "true → predicted (confidence)".
+
+    Wrong predictions get a red frame and caption; each tile's tooltip names its test index.
+    """
+    tiles = []
+    for index in indices:
+        wrong = labels[index] != predicted[index]
+        colour = WRONG_COLOUR if wrong else RIGHT_COLOUR
+        source = "data:image/png;base64," + base64.b64encode(digit_png(images[index])).decode()
+        tiles.append(
+            f'<figure class="digit{" wrong" if wrong else ""}" title="test #{index}" '
+            f'style="margin:0;text-align:center;border:2px solid {colour if wrong else "#ddd"};'
+            f'border-radius:6px;padding:4px">'
+            f'<img src="{source}" width="64" height="64" alt="test digit {index}" '
+            f'style="image-rendering:pixelated;display:block;margin:auto"/>'
+            f'<figcaption style="font-size:0.8rem;color:{colour}">'
+            f"{labels[index]} → {predicted[index]} ({confidence[index]:.0%})</figcaption></figure>"
+        )
+    return (
+        '<div class="digit-gallery" style="display:grid;'
+        'grid-template-columns:repeat(auto-fill,minmax(84px,1fr));gap:8px">'
+        + "".join(tiles)
+        + "</div>"
+    )
+
+
+def per_class_figure(precision: np.ndarray, recall: np.ndarray) -> go.Figure:
+    """Grouped bars of per-digit recall (accuracy on that digit) and precision."""
+    digits = [str(d) for d in range(len(recall))]
+    figure = go.Figure(
+        [
+            go.Bar(
+                name="recall (accuracy on the digit)",
+                x=digits,
+                y=recall,
+                hovertemplate="digit %{x}: recall %{y:.2%}<extra></extra>",
+            ),
+            go.Bar(
+                name="precision",
+                x=digits,
+                y=precision,
+                hovertemplate="digit %{x}: precision %{y:.2%}<extra></extra>",
+            ),
+        ]
+    )
+    low = float(min(np.min(recall), np.min(precision)))
+    figure.update_layout(
+        barmode="group",
+        yaxis={"range": [max(0.0, low - 0.02), 1.0], "tickformat": ".1%"},
+        xaxis={"title": "digit", "type": "category"},
+        height=300,
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+        legend={"orientation": "h", "y": 1.15},
+    )
+    return figure

@@ -26,6 +26,9 @@ from mnist_core.config import TrainConfig
 from mnist_core.errors import ConfigError, ModelError
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
+PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results need no model
+# The small pretrained run shipped with the package, so the app can predict before any training.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")
 _TEMP_PREFIX = ".tmp-"
 
@@ -39,6 +42,7 @@ class RunInfo:
     config: TrainConfig
     history: dict[str, list[float]]
     metrics: dict[str, Any]
+    bundled: bool = False  # shipped with the package: read-only
 
     @property
     def model_path(self) -> Path:
@@ -57,14 +61,51 @@ class RunInfo:
     def label(self) -> str:
         """One line for pickers: id, architecture, accuracy, status."""
         stopped = ", stopped" if self.status == "stopped" else ""
-        return f"{self.run_id} · {self.config.architecture} · {self.test_accuracy:.2%}{stopped}"
+        bundled = " (pretrained)" if self.bundled else ""
+        return (
+            f"{self.run_id} · {self.config.architecture} · {self.test_accuracy:.2%}"
+            f"{stopped}{bundled}"
+        )
+
+    def test_probabilities(self) -> np.ndarray | None:
+        """(N_test, 10) float32 saved with the run, or None for runs saved without them."""
+        path = self.path / PROBABILITIES_FILE
+        try:
+            probabilities = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        if probabilities.ndim != 2 or probabilities.shape[1] != 10:
+            return None
+        return probabilities.astype(np.float32, copy=False)
+
+    def history_csv(self) -> str:
+        """The history as CSV: a header `epoch,loss,accuracy,...`, then one row per epoch."""
+        keys = [key for key, values in self.history.items() if values]
+        lines = [",".join(["epoch", *keys])]
+        epochs = max((len(self.history[key]) for key in keys), default=0)
+        for epoch in range(epochs):
+            row = [str(epoch + 1)]
+            row += [
+                repr(self.history[key][epoch]) if epoch < len(self.history[key]) else ""
+                for key in keys
+            ]
+            lines.append(",".join(row))
+        return "\n".join(lines) + "\n"
 
 
 class RunStore:
-    """Runs under `root` (default: env `MNIST_RUNS_DIR`, else `runs/` in the working dir)."""
+    """Runs under `root` (default: env `MNIST_RUNS_DIR`, else `runs/` in the working dir).
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    Runs under `bundled` (e.g. `PRETRAINED_DIR`) are listed too, but never written or deleted.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        bundled: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.root = Path(root or os.environ.get("MNIST_RUNS_DIR") or "runs").resolve()
+        self.bundled = Path(bundled).resolve() if bundled else None
 
     def save(self, result: Any, data_source: str = "", data_fingerprint: str = "") -> str:
         """Save a `train.TrainResult` as a new run and return its id."""
@@ -96,6 +137,7 @@ class RunStore:
             _write_json(temp / "config.json", config.to_dict())
             _write_json(temp / "history.json", result.history)
             _write_json(temp / "metrics.json", metrics)
+            np.save(temp / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
             result.model.save(temp / "model.keras")
             _fsync_dir(temp)
             os.rename(temp, self.root / run_id)
@@ -107,15 +149,16 @@ class RunStore:
 
     def list(self) -> list[RunInfo]:
         """Every complete run, newest first. Incomplete or unreadable folders are skipped."""
-        if not self.root.is_dir():
-            return []
         runs = []
-        for path in self.root.iterdir():
-            if _RUN_ID.match(path.name):
-                try:
-                    runs.append(self._read(path))
-                except ModelError:
-                    continue
+        for folder in (self.root, self.bundled):
+            if folder is None or not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if _RUN_ID.match(path.name):
+                    try:
+                        runs.append(self._read(path))
+                    except ModelError:
+                        continue
         return sorted(
             runs, key=lambda run: (run.metrics.get("created", ""), run.run_id), reverse=True
         )
@@ -149,6 +192,8 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         """Remove a run. It disappears from listings at once, even if removal is interrupted."""
         path = self._path(run_id)
+        if self.bundled is not None and path.parent == self.bundled:
+            raise ModelError(f"run {run_id!r} ships with the app and cannot be deleted")
         trash = self.root / f"{_TEMP_PREFIX}deleted-{run_id}-{secrets.token_hex(3)}"
         try:
             os.rename(path, trash)
@@ -159,6 +204,8 @@ class RunStore:
     def _path(self, run_id: str) -> Path:
         if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
             raise ModelError(f"{run_id!r} is not a run id; list the runs to pick one")
+        if self.bundled is not None and (self.bundled / run_id).is_dir():
+            return self.bundled / run_id
         return self.root / run_id
 
     def _read(self, path: Path) -> RunInfo:
@@ -175,7 +222,9 @@ class RunStore:
             str(metrics["status"])
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as error:
             raise ModelError(f"run {path.name!r} is damaged ({error}); delete it") from error
-        return RunInfo(path.name, path, config, history, metrics)
+        return RunInfo(
+            path.name, path, config, history, metrics, bundled=path.parent == self.bundled
+        )
 
 
 def load_model_file(path: str | os.PathLike[str]) -> Any:

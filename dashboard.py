@@ -1,0 +1,44 @@
+"""Digit-recognition dashboard: `streamlit run dashboard.py`.
+
+The entry point: page set-up, navigation over the pages in `pages/`, and the sidebar every
+page shares (active model, data source). TensorFlow is imported only by the pages that need it.
+"""
+
+import streamlit as st
+
+from pages import app_state
+
+st.set_page_config(
+    page_title="Digit recognition dashboard", page_icon=":material/draw:", layout="wide"
+)
+
+pages = [
+    st.Page(app_state.page_path("home"), title="Home", icon=":material/home:", default=True),
+    st.Page(
+        app_state.page_path("train"),
+        title="Train",
+        icon=":material/model_training:",
+        url_path="train",
+    ),
+    st.Page(
+        app_state.page_path("results"),
+        title="Results",
+        icon=":material/monitoring:",
+        url_path="results",
+    ),
+    st.Page(
+        app_state.page_path("sketch"), title="Sketch", icon=":material/draw:", url_path="sketch"
+    ),
+]
+page = st.navigation(pages)
+
+with st.sidebar:
+    run = app_state.active_run()
+    if run is None:
+        st.caption("No model yet: train one on the Train page.")
+    else:
+        st.metric("Active model", f"{run.config.architecture.upper()} · {run.test_accuracy:.2%}")
+        st.caption(f"Run `{run.run_id}`" + (" (pretrained)" if run.bundled else ""))
+    st.caption(f"MNIST: {app_state.data_source()}")
+
+page.run()

@@ -1,0 +1,139 @@
+"""Streamlit glue the pages share: session keys, cached resources and the training slot.
+
+Nothing here imports TensorFlow at module level: the home page uses it and must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from mnist_core.data import MnistData, describe_source, load_mnist
+from mnist_core.errors import MnistCoreError, ModelError
+from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
+
+if TYPE_CHECKING:
+    import keras
+
+    from mnist_core.config import TrainConfig
+    from mnist_core.train import TrainingJob
+
+# Session-state keys shared by more than one page.
+ACTIVE_RUN = "active_run"  # run id of the model this session uses by default
+JOB_ID = "train_job_id"  # id of the training job this session started
+JOB_QUERY_PARAM = "job"  # the same id in the URL, so a reload still owns the job
+
+
+def run_store() -> RunStore:
+    """The run store (`MNIST_RUNS_DIR`, default `runs/`), with the bundled pretrained run."""
+    return RunStore(bundled=PRETRAINED_DIR)
+
+
+def list_runs() -> list[RunInfo]:
+    return run_store().list()
+
+
+def active_run(runs: list[RunInfo] | None = None) -> RunInfo | None:
+    """The session's active run: the one it picked or trained, else the newest one."""
+    runs = list_runs() if runs is None else runs
+    chosen = st.session_state.get(ACTIVE_RUN)
+    for run in runs:
+        if run.run_id == chosen:
+            return run
+    return runs[0] if runs else None
+
+
+def set_active_run(run_id: str) -> None:
+    st.session_state[ACTIVE_RUN] = run_id
+
+
+def data_source() -> str:
+    return describe_source()
+
+
+def load_data() -> MnistData:
+    """MNIST, loaded once per process (load_mnist caches it); raises DataError."""
+    return load_mnist()
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _load_model(model_path: str, modified: float) -> keras.Model:
+    from mnist_core.runs import load_model_file
+
+    return load_model_file(model_path)
+
+
+def cached_model(run: RunInfo) -> keras.Model:
+    """The run's model, shared by every session: only ever used for prediction."""
+    try:
+        modified = run.model_path.stat().st_mtime
+    except OSError as error:
+        raise ModelError(f"run {run.run_id!r} was deleted; pick another model") from error
+    return _load_model(str(run.model_path), modified)
+
+
+def show_error(error: MnistCoreError) -> None:
+    st.error(str(error), icon=":material/error:")
+
+
+class TrainingSlot:
+    """One training at a time per server process: a hosted demo has little memory."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.job: TrainingJob | None = None
+        self.job_id: str | None = None
+
+    def start(self, config: TrainConfig) -> str | None:
+        """Start training `config` and return the job id; None if a job is already running."""
+        from mnist_core.train import TrainingJob
+
+        with self._lock:
+            if self.job is not None and self.job.running:
+                return None
+            store = run_store()
+
+            def save(result: Any) -> str:
+                data = load_data()
+                return store.save(
+                    result, data_source=data.source, data_fingerprint=data.fingerprint
+                )
+
+            self.job = TrainingJob(config, load_data, on_done=save).start()
+            self.job_id = uuid.uuid4().hex
+            return self.job_id
+
+
+@st.cache_resource
+def training_slot() -> TrainingSlot:
+    return TrainingSlot()
+
+
+def owns_job(job_id: str | None) -> bool:
+    """Whether this browser session started the job (also after a reload of the page)."""
+    if job_id is None:
+        return False
+    return job_id in (st.session_state.get(JOB_ID), st.query_params.get(JOB_QUERY_PARAM))
+
+
+def remember_job(job_id: str) -> None:
+    st.session_state[JOB_ID] = job_id
+    st.query_params[JOB_QUERY_PARAM] = job_id
+
+
+def demo_limit(name: str, default: int) -> int:
+    """A cap a hosted demo sets through the environment (e.g. MNIST_MAX_EPOCHS=30)."""
+    value = os.environ.get(f"MNIST_MAX_{name.upper()}")
+    try:
+        return max(1, min(default, int(value))) if value else default
+    except ValueError:
+        return default
+
+
+def page_path(name: str) -> Path:
+    return Path(__file__).resolve().parent / f"{name}.py"

@@ -1,0 +1,177 @@
+"""Results: curves, confusion matrix, a gallery of test digits and run comparison."""
+
+import json
+
+import streamlit as st
+
+from mnist_core.errors import MnistCoreError
+from mnist_core.evaluate import Evaluation
+from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
+from pages import app_state
+
+PAGE_SIZE = 40
+ANY = "any"
+ORDERS = {
+    "test-set order": None,
+    "least confident first": "ascending",
+    "most confident first": "descending",
+}
+
+
+def run_evaluation(run, data) -> Evaluation:
+    """The run's answers on the test set: stored with the run, or computed once and cached."""
+    probabilities = run.test_probabilities()
+    if probabilities is None or len(probabilities) != len(data.y_test):
+        from mnist_core.predict import predict_proba
+
+        probabilities = predict_proba(app_state.cached_model(run), data.x_test)
+    return Evaluation(labels=data.y_test, probabilities=probabilities)
+
+
+def select_cell() -> None:
+    """A click on the confusion matrix filters the gallery to that (true, predicted) cell."""
+    points = st.session_state["results_confusion"].selection.points
+    if points:
+        st.session_state["results_true"] = int(points[0]["y"])
+        st.session_state["results_predicted"] = int(points[0]["x"])
+        st.session_state["results_show"] = "all"
+        st.session_state["results_page"] = 1
+
+
+def reset_page() -> None:
+    st.session_state["results_page"] = 1
+
+
+def gallery(evaluation: Evaluation, images) -> None:
+    left, middle, right, order_column = st.columns(4)
+    show = left.radio("Show", ["all", "misclassified"], key="results_show", on_change=reset_page)
+    digit_choices = [ANY, *range(10)]
+    true_digit = middle.selectbox(
+        "True digit", digit_choices, key="results_true", on_change=reset_page
+    )
+    predicted_digit = right.selectbox(
+        "Predicted digit", digit_choices, key="results_predicted", on_change=reset_page
+    )
+    order = order_column.selectbox("Sort", list(ORDERS), key="results_order", on_change=reset_page)
+    indices = evaluation.select(
+        true_digit=None if true_digit == ANY else true_digit,
+        predicted_digit=None if predicted_digit == ANY else predicted_digit,
+        wrong_only=show == "misclassified",
+        order=ORDERS[order],
+    )
+    if len(indices) == 0:
+        st.info("No test digits match these filters.")
+        return
+    pages = -(-len(indices) // PAGE_SIZE)
+    page = min(st.session_state.get("results_page", 1), pages)
+    st.caption(
+        f"{len(indices)} test digits match · page {page} of {pages} · "
+        "caption: true → predicted (confidence); red frames are mistakes"
+    )
+    shown = indices[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    st.html(
+        gallery_html(images, shown, evaluation.labels, evaluation.predicted, evaluation.confidence)
+    )
+    if pages > 1:
+        st.number_input("Page", 1, pages, value=page, key="results_page")
+
+
+def downloads(run) -> None:
+    def h5_bytes() -> bytes:
+        return app_state.run_store().export_h5(run.run_id).read_bytes()
+
+    cells = st.columns(4)
+    cells[0].download_button(
+        "Model (.keras)", run.model_path.read_bytes(), f"{run.run_id}.keras", key="results_keras"
+    )
+    cells[1].download_button(
+        "Model (.h5)",
+        h5_bytes,
+        f"{run.run_id}.h5",
+        key="results_h5",
+        help="The original script's format (mnist_model.h5).",
+    )
+    cells[2].download_button(
+        "History (.csv)",
+        run.history_csv(),
+        f"{run.run_id}-history.csv",
+        "text/csv",
+        key="results_history",
+    )
+    cells[3].download_button(
+        "Config (.json)",
+        json.dumps(run.config.to_dict(), indent=2),
+        f"{run.run_id}-config.json",
+        "application/json",
+        key="results_config",
+    )
+
+
+st.title("Results")
+runs = app_state.list_runs()
+if not runs:
+    st.info("No runs yet: train a model first.")
+    st.page_link(
+        app_state.page_path("train"), label="Go to Train", icon=":material/model_training:"
+    )
+    st.stop()
+
+labels = {run.run_id: run.label for run in runs}
+run_id = st.selectbox("Run", list(labels), format_func=labels.get, key="results_run")
+run = next(r for r in runs if r.run_id == run_id)
+others = st.multiselect(
+    "Compare with",
+    [r for r in labels if r != run_id],
+    format_func=labels.get,
+    key="results_compare",
+)
+
+metrics = run.metrics
+cells = st.columns(5)
+cells[0].metric("Test accuracy", f"{run.test_accuracy:.2%}")
+cells[1].metric("Test loss", f"{metrics['test_loss']:.4f}")
+cells[2].metric("Epochs", f"{metrics['epochs_run']} (best {metrics['best_epoch']})")
+cells[3].metric("Training time", f"{metrics['train_seconds']:.0f} s")
+status = (
+    "stopped by user"
+    if metrics["stopped"]
+    else ("early stop" if metrics["stopped_early"] else "completed")
+)
+cells[4].metric("Status", status)
+
+st.subheader("Learning curves")
+chosen = [run] + [r for r in runs if r.run_id in others]
+st.plotly_chart(
+    history_figure(
+        {r.run_id: r.history for r in chosen},
+        {r.run_id: int(r.metrics["best_epoch"]) for r in chosen},
+    ),
+    key="results_curves",
+)
+
+try:
+    data = app_state.load_data()
+    evaluation = run_evaluation(run, data)
+except MnistCoreError as error:
+    app_state.show_error(error)
+    st.stop()
+
+matrix_column, class_column = st.columns([3, 2])
+with matrix_column:
+    st.subheader("Confusion matrix")
+    st.caption("Click a cell to show exactly those test digits in the gallery below.")
+    st.plotly_chart(
+        confusion_figure(evaluation.confusion),
+        key="results_confusion",
+        on_select=select_cell,
+        selection_mode="points",
+    )
+with class_column:
+    st.subheader("Per digit")
+    st.plotly_chart(per_class_figure(evaluation.precision, evaluation.recall), key="results_class")
+
+st.subheader("Test digits")
+gallery(evaluation, data.x_test)
+
+st.subheader("Downloads")
+downloads(run)

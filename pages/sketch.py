@@ -1,0 +1,114 @@
+"""Sketch: draw a digit (or upload a photo of one) and see what the model reads, live."""
+
+import numpy as np
+import streamlit as st
+from streamlit_drawable_canvas import st_canvas
+
+from mnist_core.errors import ImageError, MnistCoreError
+from mnist_core.figures import digit_png, probabilities_figure
+from mnist_core.predict import predict_digit
+from mnist_core.preprocess import load_image, to_mnist_steps
+from pages import app_state
+
+CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
+DRAWING = "sketch_drawing"  # the latest canvas image, (280, 280, 4) uint8; tests inject it here
+CANVAS_VERSION = "sketch_canvas_version"  # changing the canvas key clears it
+MAX_UPLOAD_BYTES = app_state.demo_limit("upload_bytes", 5_000_000)
+
+
+def clear_canvas() -> None:
+    st.session_state[CANVAS_VERSION] = st.session_state.get(CANVAS_VERSION, 0) + 1
+    st.session_state.pop(DRAWING, None)
+
+
+def pick_model():
+    """The model picker (default: the session's active model); the run, or None."""
+    runs = app_state.list_runs()
+    if not runs:
+        st.info("No model yet: train one on the Train page.")
+        return None
+    active = app_state.active_run(runs)
+    labels = {run.run_id: run.label for run in runs}
+    run_id = st.selectbox(
+        "Model",
+        list(labels),
+        index=list(labels).index(active.run_id),
+        format_func=labels.get,
+        key="sketch_model",
+    )
+    return next(run for run in runs if run.run_id == run_id)
+
+
+def show_prediction(model, image: np.ndarray | None, source: str) -> None:
+    """The prediction panel for a drawn or uploaded `image` (any size, RGBA/RGB/gray)."""
+    steps = to_mnist_steps(image) if image is not None else None
+    if steps is None and source == "canvas":
+        st.info("Draw a digit", icon=":material/draw:")
+        return
+    if steps is None:
+        st.warning("No digit found in this image: use a photo of one dark or light digit.")
+        return
+    digit, confidence, probabilities = predict_digit(model, steps.centred)
+    left, right = st.columns([1, 2])
+    left.metric("Prediction", str(digit))
+    left.metric("Confidence", f"{confidence:.1%}")
+    left.image(digit_png(steps.centred, scale=5), caption="What the model sees (28×28)")
+    right.plotly_chart(probabilities_figure(probabilities), key=f"sketch_probabilities_{source}")
+    with st.expander("Preprocessing steps"):
+        stages = [
+            ("ink", steps.ink),
+            ("cropped to the ink", steps.cropped),
+            ("scaled into 20×20", steps.scaled),
+            ("centred by mass in 28×28", steps.centred),
+        ]
+        for cell, (caption, stage) in zip(st.columns(len(stages)), stages, strict=True):
+            scale = max(1, 140 // max(stage.shape))
+            cell.image(digit_png(stage, scale=scale), caption=caption)
+
+
+st.title("Sketch")
+st.caption("Draw a digit with the mouse (or a finger); the prediction follows every stroke.")
+run = pick_model()
+if run is not None:
+    try:
+        model = app_state.cached_model(run)
+    except MnistCoreError as error:
+        app_state.show_error(error)
+        st.stop()
+
+    draw_tab, upload_tab = st.tabs(["Draw", "Upload a photo"])
+    with draw_tab:
+        canvas_column, result_column = st.columns([1, 2])
+        with canvas_column:
+            stroke_width = st.slider("Stroke width", 5, 40, 20, key="sketch_stroke_width")
+            canvas = st_canvas(
+                stroke_width=stroke_width,
+                stroke_color="#FFFFFF",
+                background_color="#000000",
+                width=CANVAS_SIZE,
+                height=CANVAS_SIZE,
+                drawing_mode="freedraw",
+                return_image_data=True,
+                key=f"sketch_canvas_{st.session_state.get(CANVAS_VERSION, 0)}",
+            )
+            if canvas is not None and canvas.image_data is not None:
+                st.session_state[DRAWING] = canvas.image_data
+            st.button(
+                "Clear", key="sketch_clear", on_click=clear_canvas, icon=":material/ink_eraser:"
+            )
+        with result_column:
+            show_prediction(model, st.session_state.get(DRAWING), "canvas")
+
+    with upload_tab:
+        upload = st.file_uploader(
+            "A photo or scan of one digit (PNG or JPEG)",
+            type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
+            key="sketch_upload",
+        )
+        if upload is not None:
+            try:
+                image = load_image(upload.getvalue(), max_bytes=MAX_UPLOAD_BYTES)
+            except ImageError as error:
+                app_state.show_error(error)
+            else:
+                show_prediction(model, image, "upload")

@@ -1,0 +1,202 @@
+"""Train: pick a preset, adjust any setting, train with live progress, stop at will."""
+
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+from mnist_core.config import LIMITS, PRESETS, TrainConfig, parse_sizes
+from mnist_core.errors import ConfigError
+from mnist_core.figures import history_figure
+from pages import app_state
+
+if TYPE_CHECKING:
+    from mnist_core.train import TrainingJob
+
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+MAX_EPOCHS = app_state.demo_limit("epochs", int(LIMITS["epochs"][1]))
+
+
+def apply_preset() -> None:
+    """Fill every widget with the chosen preset's values."""
+    preset = PRESETS[st.session_state["train_preset"]]
+    st.session_state.update(
+        {
+            "train_architecture": preset.architecture,
+            "train_hidden_units": ", ".join(map(str, preset.hidden_units)),
+            "train_conv_filters": ", ".join(map(str, preset.conv_filters)),
+            "train_dropout_rate": preset.dropout_rate,
+            "train_optimizer": preset.optimizer,
+            "train_learning_rate": preset.learning_rate,
+            "train_lr_decay": preset.lr_decay,
+            "train_batch_size": preset.batch_size,
+            "train_epochs": min(preset.epochs, MAX_EPOCHS),
+            "train_patience": preset.patience,
+            "train_validation_split": preset.validation_split,
+            "train_seed": preset.seed,
+            "train_augment": preset.augment,
+        }
+    )
+
+
+def settings_form() -> TrainConfig | None:
+    """The settings widgets; the config they describe, or None after showing why it is invalid."""
+    st.selectbox(
+        "Preset",
+        list(PRESETS),
+        key="train_preset",
+        on_change=apply_preset,
+        format_func=lambda name: {"mlp": "mlp: the original recipe", "cnn": "cnn: convnet"}[name],
+        help="Fills in every setting below; change any of them afterwards.",
+    )
+    if "train_architecture" not in st.session_state:
+        apply_preset()
+    left, middle, right = st.columns(3)
+    architecture = left.radio("Architecture", ["mlp", "cnn"], key="train_architecture")
+    left.text_input(
+        "Dense layers (units)",
+        key="train_hidden_units",
+        help="Units of each hidden dense layer, comma-separated; empty for none.",
+    )
+    left.text_input(
+        "Convolution filters",
+        key="train_conv_filters",
+        disabled=architecture != "cnn",
+        help="Filters of each convolution block (CNN only), comma-separated.",
+    )
+    left.slider("Dropout rate", 0.0, LIMITS["dropout_rate"][1], step=0.05, key="train_dropout_rate")
+    middle.selectbox("Optimizer", ["adam", "sgd", "rmsprop"], key="train_optimizer")
+    middle.select_slider(
+        "Learning rate", LEARNING_RATES, key="train_learning_rate", format_func=lambda v: f"{v:g}"
+    )
+    middle.toggle("Cosine learning-rate decay", key="train_lr_decay")
+    middle.select_slider("Batch size", BATCH_SIZES, key="train_batch_size")
+    middle.toggle("Augment (shift, rotate, zoom)", key="train_augment")
+    right.slider("Epochs", 1, MAX_EPOCHS, key="train_epochs")
+    right.slider(
+        "Early-stopping patience",
+        0,
+        int(LIMITS["patience"][1]),
+        key="train_patience",
+        help="Epochs without a better validation loss before stopping; 0 = off.",
+    )
+    right.slider(
+        "Validation split",
+        0.0,
+        LIMITS["validation_split"][1],
+        step=0.05,
+        key="train_validation_split",
+    )
+    right.number_input("Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed")
+    try:
+        return TrainConfig.preset(
+            st.session_state["train_preset"],
+            architecture=architecture,
+            hidden_units=parse_sizes("hidden_units", st.session_state["train_hidden_units"]),
+            conv_filters=parse_sizes("conv_filters", st.session_state["train_conv_filters"]),
+            dropout_rate=float(st.session_state["train_dropout_rate"]),
+            optimizer=st.session_state["train_optimizer"],
+            learning_rate=float(st.session_state["train_learning_rate"]),
+            lr_decay=st.session_state["train_lr_decay"],
+            batch_size=int(st.session_state["train_batch_size"]),
+            epochs=int(st.session_state["train_epochs"]),
+            patience=int(st.session_state["train_patience"]),
+            validation_split=round(float(st.session_state["train_validation_split"]), 4),
+            seed=int(st.session_state["train_seed"]),
+            augment=st.session_state["train_augment"],
+        )
+    except ConfigError as error:
+        app_state.show_error(error)
+        return None
+
+
+def show_job(slot: app_state.TrainingSlot, follow: bool) -> None:
+    """Progress, metrics and curves of the server's training job."""
+    job, job_id = slot.job, slot.job_id
+    if job is None:
+        return
+    snapshot = job.snapshot()
+    mine = app_state.owns_job(job_id)
+    progress = snapshot["progress"]
+    if job.running:
+        if not mine:
+            st.info("Another visitor is training a model; yours can start when it finishes.")
+        if progress is None:
+            st.progress(0.0, text="Loading MNIST and building the model…")
+        else:
+            st.progress(
+                progress.fraction,
+                text=f"Epoch {progress.epoch}/{progress.epochs} · batch {progress.batch}/"
+                f"{progress.batches} · {progress.elapsed:.0f} s elapsed · "
+                f"ETA {format_seconds(progress.eta)}",
+            )
+        if mine:
+            stopping = snapshot["stop_requested"]
+            if st.button("Stop", key="train_stop", type="secondary", disabled=stopping):
+                job.stop()
+                st.toast("Stopping: the best weights so far are kept.")
+    history = snapshot["history"]
+    if history["loss"]:
+        latest = {key: values[-1] for key, values in history.items() if values}
+        cells = st.columns(4)
+        for cell, key in zip(cells, ("loss", "accuracy", "val_loss", "val_accuracy"), strict=True):
+            if key in latest:
+                shown = f"{latest[key]:.2%}" if "accuracy" in key else f"{latest[key]:.4f}"
+                cell.metric(key.replace("_", " "), shown)
+        st.plotly_chart(history_figure({"this run": history}), key="train_live_chart")
+    if job.running:
+        return
+    if follow:
+        st.rerun()  # the job just ended: redraw the whole page (summary, sidebar model)
+    if snapshot["state"] == "failed":
+        st.error(f"Training failed: {snapshot['error']}")
+        return
+    if mine:
+        show_summary(job, snapshot["outcome"], job_id)
+
+
+def show_summary(job: "TrainingJob", run_id: str, job_id: str) -> None:
+    result = job.result
+    if st.session_state.get("train_finished_job") != job_id:
+        st.session_state["train_finished_job"] = job_id
+        app_state.set_active_run(run_id)
+    how = (
+        "stopped by you"
+        if result.stopped
+        else ("stopped early (no better validation loss)" if result.stopped_early else "completed")
+    )
+    st.success(
+        f"Run `{run_id}` {how}: **{result.test_accuracy:.2%}** test accuracy, "
+        f"{result.epochs_run} epochs (best: {result.best_epoch}) in "
+        f"{result.train_seconds:.0f} s. It is now your active model."
+    )
+    st.page_link(
+        app_state.page_path("results"), label="See its results", icon=":material/monitoring:"
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    if seconds != seconds:  # NaN before the first batch
+        return "…"
+    return f"{seconds / 60:.0f} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+st.title("Train")
+slot = app_state.training_slot()
+config = settings_form()
+busy = slot.job is not None and slot.job.running
+if st.button("Train", key="train_start", type="primary", disabled=config is None or busy):
+    job_id = slot.start(config)
+    if job_id is None:
+        st.warning("A training is already running on this server; wait for it to finish.")
+    else:
+        app_state.remember_job(job_id)
+        busy = True
+
+
+@st.fragment(run_every=0.5 if busy else None)
+def live_job(follow: bool) -> None:
+    show_job(slot, follow)
+
+
+live_job(follow=busy)
