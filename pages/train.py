@@ -167,7 +167,8 @@ def show_summary(job: "TrainingJob", run_id: str, job_id: str) -> None:
     )
     st.success(
         f"Run `{run_id}` {how}: **{result.test_accuracy:.2%}** test accuracy, "
-        f"{result.epochs_run} epochs (best: {result.best_epoch}) in "
+        f"{result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''} "
+        f"(best: {result.best_epoch}) in "
         f"{result.train_seconds:.0f} s. It is now your active model."
     )
     st.page_link(
