@@ -98,6 +98,8 @@ def _train(args: argparse.Namespace) -> int:
         if getattr(args, f.name) is not None
     }
     config = TrainConfig.preset(args.preset, **overrides)
+    if args.save and Path(args.save).suffix not in (".keras", ".h5"):
+        raise ConfigError("--save", f"needs a .keras or .h5 file name, got {args.save!r}")
 
     from mnist_core.data import load_mnist
     from mnist_core.runs import RunStore
@@ -131,14 +133,10 @@ def _train(args: argparse.Namespace) -> int:
 def _save_copy(store: Any, run_id: str, target: Path) -> None:
     import shutil
 
-    from mnist_core.errors import ModelError
-
     if target.suffix == ".h5":
         store.export_h5(run_id, target)
-    elif target.suffix == ".keras":
-        shutil.copyfile(store.get(run_id).model_path, target)
     else:
-        raise ModelError(f"--save needs a .keras or .h5 file name, got {str(target)!r}")
+        shutil.copyfile(store.get(run_id).model_path, target)
     print(f"Saved model to {target}", file=sys.stderr)
 
 

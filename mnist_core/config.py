@@ -124,7 +124,12 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
 
 def _describe_range(name: str) -> str:
     low, high = LIMITS[name]
-    return f"from {low:g} to {high:g}"
+    return f"from {_number(low)} to {_number(high)}"
+
+
+def _number(value: float) -> str:
+    # Whole numbers in full: ":g" would show the largest seed as 2.14748e+09.
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

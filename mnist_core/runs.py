@@ -129,7 +129,8 @@ class RunStore:
                 "stopped_early": result.stopped_early,
                 "train_seconds": result.train_seconds,
                 "seed": config.seed,
-                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                # Sub-second, so runs saved within one second still list newest first.
+                "created": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "data_source": data_source,
                 "data_fingerprint": data_fingerprint,
                 "versions": _library_versions(),

@@ -165,7 +165,10 @@ class _TrainingMonitor(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         if self.on_progress is not None:
-            self.on_progress(self._event(batch + 1, logs or {}, epoch_end=False))
+            # Keras reports the last step of each group of `steps_per_execution` batches, which
+            # overshoots the epoch's end when the last group is partial.
+            batches_done = min(batch + 1, self.batches)
+            self.on_progress(self._event(batches_done, logs or {}, epoch_end=False))
 
     def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         # Validation of an epoch cut short by the user would only delay the stop.

@@ -47,7 +47,7 @@ if runs:
                 "test accuracy": f"{r.test_accuracy:.2%}",
                 "epochs": r.metrics.get("epochs_run"),
                 "status": r.status + (" (pretrained)" if r.bundled else ""),
-                "created": r.metrics.get("created", ""),
+                "created": r.metrics.get("created", "")[:19].replace("T", " "),
             }
             for r in runs[:10]
         ],

@@ -1,4 +1,5 @@
-"""Shared fixtures: fixed seeds, real MNIST when available, a temporary run store."""
+"""Shared fixtures: fixed seeds, real MNIST when available, small synthetic digits, a trained
+model, a temporary run store."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ def _fixed_seeds() -> None:
     np.random.seed(0)
 
 
+@pytest.fixture
+def keras_seed() -> None:
+    """Fixed seeds for Python, numpy, TensorFlow and Keras (weights, dropout, shuffling).
+
+    Not autouse: importing TensorFlow takes seconds that the data tests do not need.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
 @pytest.fixture(scope="session")
 def mnist_path() -> Path:
     """Path of the real MNIST file from $MNIST_PATH; skips the test when it is absent."""
@@ -31,6 +43,63 @@ def mnist(mnist_path: Path):
     from mnist_core.data import load_mnist
 
     return load_mnist(mnist_path)
+
+
+def _digit_patterns(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` digit-like images (uint8 (N, 28, 28)) and labels (uint8 (N,)), classes balanced.
+
+    Every class has its own fixed shape of three thick strokes (the same for every seed); a
+    sample is that shape shifted by up to 2 pixels, dimmed and speckled, so a small model must
+    generalise a little but learns the classes within a few epochs.
+    """
+    shapes = np.zeros((10, 28, 28), dtype=np.uint8)
+    shape_rng = np.random.default_rng(1234)
+    for digit in range(10):
+        for _ in range(3):
+            (row0, col0), (row1, col1) = shape_rng.integers(6, 22, size=(2, 2))
+            for t in np.linspace(0.0, 1.0, 40):
+                row, col = round(row0 + (row1 - row0) * t), round(col0 + (col1 - col0) * t)
+                shapes[digit, row - 1 : row + 2, col - 1 : col + 2] = 255
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(count) % 10).astype(np.uint8)
+    images = np.empty((count, 28, 28), dtype=np.uint8)
+    for index, digit in enumerate(labels):
+        shift = tuple(int(s) for s in rng.integers(-2, 3, size=2))
+        image = np.roll(shapes[digit], shift, axis=(0, 1)).astype(np.float32)
+        image = image * rng.uniform(0.6, 1.0) + rng.uniform(0.0, 60.0, size=(28, 28))
+        images[index] = np.clip(image, 0, 255).astype(np.uint8)
+    return images, labels
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """A small synthetic MNIST: 400 training and 100 test images of ten learnable patterns."""
+    from mnist_core.data import MnistData
+
+    x_train, y_train = _digit_patterns(400, seed=1)
+    x_test, y_test = _digit_patterns(100, seed=2)
+    return MnistData(x_train, y_train, x_test, y_test, source="synthetic digits")
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    """A quick MLP recipe for `digits`: 12 batches per epoch, 3 epochs, no early stopping."""
+    from mnist_core.config import TrainConfig
+
+    return TrainConfig(
+        hidden_units=(64,), learning_rate=1e-2, batch_size=32, epochs=3, patience=0, seed=7
+    )
+
+
+@pytest.fixture(scope="session")
+def trained(digits, small_config):
+    """`small_config` trained on `digits` once per session (a `train.TrainResult`).
+
+    Shared and read-only: tests must not train or modify its model.
+    """
+    from mnist_core.train import train
+
+    return train(small_config, digits)
 
 
 @pytest.fixture

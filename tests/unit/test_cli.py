@@ -1,0 +1,322 @@
+"""Tests for mnist_core.cli: `python -m mnist_core train|evaluate|predict|runs`, in process and
+once as a real subprocess, with their exit codes, messages and JSON summaries."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_core.cli import main
+from mnist_core.predict import predict_digit, predict_proba
+from mnist_core.preprocess import load_image, to_mnist
+from mnist_core.runs import RunStore, load_model_file
+
+pytestmark = pytest.mark.usefixtures("keras_seed")
+
+REPO = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {
+    "run_id",
+    "model_path",
+    "test_accuracy",
+    "test_loss",
+    "epochs_run",
+    "best_epoch",
+    "stopped_early",
+    "train_seconds",
+}
+# Quick settings for the 400 synthetic training digits.
+QUICK = ["--hidden-units", "32", "--learning-rate", "0.01", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def data_file(digits, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic digits as a Keras-layout .npz file."""
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(
+        path,
+        x_train=digits.x_train,
+        y_train=digits.y_train,
+        x_test=digits.x_test,
+        y_test=digits.y_test,
+    )
+    return path
+
+
+@pytest.fixture
+def saved_run(runs_dir: Path, trained) -> str:
+    return RunStore(runs_dir).save(trained)
+
+
+def last_json(text: str) -> object:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def write_png(path: Path, pixels: np.ndarray) -> Path:
+    Image.fromarray(pixels, mode="L").save(path)
+    return path
+
+
+def test_train_prints_a_json_summary_and_writes_a_report_and_h5(
+    data_file: Path, runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report, h5 = tmp_path / "report", tmp_path / "model.h5"
+
+    code = main(
+        ["train", "--data", str(data_file), "--runs-dir", str(runs_dir), *QUICK]
+        + ["--epochs", "2", "--patience", "0", "--json", "--report", str(report), "--save", str(h5)]
+    )
+
+    assert code == 0
+    out, err = capsys.readouterr()
+    summary = last_json(out)
+    assert set(summary) == SUMMARY_KEYS
+    run = RunStore(runs_dir).get(summary["run_id"])
+    assert summary["model_path"] == str(run.model_path)
+    assert Path(summary["model_path"]).is_absolute() and Path(summary["model_path"]).is_file()
+    assert summary["model_path"].endswith(".keras")
+    assert summary["test_accuracy"] == run.test_accuracy
+    assert 0.5 < summary["test_accuracy"] <= 1.0
+    assert summary["test_loss"] == pytest.approx(run.metrics["test_loss"])
+    assert (summary["epochs_run"], summary["stopped_early"]) == (2, False)
+    assert summary["best_epoch"] in (1, 2)
+    assert summary["train_seconds"] >= 0
+    assert run.config.hidden_units == (32,) and run.config.learning_rate == 0.01
+    assert run.config.epochs == 2 and run.config.batch_size == 32
+    # A readable table comes first, the JSON line last.
+    assert out.splitlines()[0].split() == ["run_id", summary["run_id"]]
+    assert f"Training mlp on {data_file}" in err
+    assert [line[:9] for line in err.splitlines() if line.startswith("Epoch")] == [
+        "Epoch 1/2",
+        "Epoch 2/2",
+    ]
+
+    assert (report / "plotly.min.js").is_file()  # the report opens without a network
+    curves = (report / "curves.html").read_text()
+    assert '"run \\u00b7 validation"' in curves and '"run \\u00b7 best epoch"' in curves
+    samples = (report / "samples.html").read_text()
+    with np.load(data_file) as arrays:
+        x_test, y_test = arrays["x_test"], arrays["y_test"]
+    predicted = run.test_probabilities()[:30].argmax(axis=1)
+    for index in (0, 29):  # the gallery shows the first 30 test digits, captioned in JSON
+        assert f'"{y_test[index]} \\u2192 {predicted[index]} (' in samples
+
+    model = load_model_file(h5)
+    np.testing.assert_allclose(
+        predict_proba(model, x_test),
+        predict_proba(RunStore(runs_dir).load_model(summary["run_id"]), x_test),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--epochs", "0"], "epochs: must be from 1 to 200, got 0"),
+        (["--dropout-rate", "2"], "dropout_rate: must be from 0 to 0.9, got 2.0"),
+        (["--batch-size", "1000000"], "batch_size: must be from 1 to 4096, got 1000000"),
+        (["--hidden-units", "10000000"], "hidden_units: must be from 1 to 2048, got 10000000"),
+        (["--validation-split", "0", "--patience", "3"], "patience: early stopping watches"),
+    ],
+)
+def test_invalid_settings_exit_2_naming_the_field(
+    arguments: list[str],
+    message: str,
+    data_file: Path,
+    runs_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data", str(data_file), "--runs-dir", str(runs_dir), *arguments])
+
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"python -m mnist_core: error: {message}")
+    assert len(err.strip().splitlines()) == 1
+    assert out == ""
+    assert not runs_dir.exists()  # refused before any data was read or anything trained
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--epochs", "three"], "argument --epochs: invalid int value: 'three'"),
+        (["train", "--hidden-units", "a,b"], "argument --hidden-units: "),
+        (["train", "--preset", "rnn"], "argument --preset: invalid choice: 'rnn'"),
+        (["fly"], "argument command: invalid choice: 'fly'"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_argument_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m mnist_core")
+    assert message in err
+
+
+def test_missing_data_file_exits_1_with_one_line(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere" / "mnist.npz"
+
+    code = main(["train", "--data", str(missing), "--runs-dir", str(runs_dir), "--epochs", "1"])
+
+    assert code == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert str(missing) in lines[0] and "MNIST_PATH" in lines[0]  # names the file and the fix
+    assert "Traceback" not in err
+    assert not runs_dir.exists()
+
+
+def test_runs_table_and_json(
+    runs_dir: Path, saved_run: str, trained, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split() == ["run", "model", "accuracy", "epochs", "status"]
+    assert row.split() == [saved_run, "mlp", f"{trained.test_accuracy:.2%}", "3", "completed"]
+
+    assert main(["runs", "--runs-dir", str(runs_dir), "--json"]) == 0
+    (listed,) = last_json(capsys.readouterr().out)
+    assert listed["run_id"] == saved_run
+    assert listed["architecture"] == "mlp"
+    assert listed["test_accuracy"] == trained.test_accuracy
+    assert (listed["epochs_run"], listed["status"]) == (3, "completed")
+
+
+def test_runs_on_an_empty_store(runs_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out == "No runs yet: train one with `python -m mnist_core train`.\n"
+    assert main(["runs", "--runs-dir", str(runs_dir), "--json"]) == 0
+    assert last_json(capsys.readouterr().out) == []
+
+
+@pytest.mark.parametrize("which", ["latest", "best", "by-id"])
+def test_evaluate_json(
+    which: str,
+    data_file: Path,
+    runs_dir: Path,
+    saved_run: str,
+    trained,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = saved_run if which == "by-id" else which
+
+    code = main(["evaluate", name, "--data", str(data_file), "--runs-dir", str(runs_dir), "--json"])
+
+    assert code == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["run_id"] == saved_run
+    assert summary["test_accuracy"] == pytest.approx(trained.test_accuracy)
+    assert summary["test_loss"] == pytest.approx(trained.test_loss, rel=1e-5)
+    assert summary["misclassified"] == len(trained.evaluation.misclassified())
+    np.testing.assert_allclose(summary["recall"], trained.evaluation.recall, atol=5e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("latest", "error: no runs in "),
+        ("../etc", "error: '../etc' is not a run id; list the runs to pick one"),
+        ("20200101-000000-mlp-abcdef", "error: run '20200101-000000-mlp-abcdef' does not exist"),
+    ],
+)
+def test_evaluate_without_that_run_exits_1(
+    name: str, message: str, data_file: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["evaluate", name, "--data", str(data_file), "--runs-dir", str(runs_dir)])
+
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message)
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_predict_json_and_text(
+    runs_dir: Path,
+    saved_run: str,
+    trained,
+    digits,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    digit_png = write_png(tmp_path / "digit.png", np.array(digits.x_test[0]))
+    blank_png = write_png(tmp_path / "blank.png", np.zeros((28, 28), dtype=np.uint8))
+    expected, confidence, _ = predict_digit(
+        trained.model, to_mnist(load_image(digit_png.read_bytes()))
+    )
+    arguments = ["predict", str(digit_png), str(blank_png), "--run", saved_run]
+
+    assert main([*arguments, "--runs-dir", str(runs_dir), "--json"]) == 0
+    answer = last_json(capsys.readouterr().out)
+    assert answer == {
+        "run_id": saved_run,
+        "predictions": [
+            {"image": str(digit_png), "digit": expected, "confidence": round(confidence, 4)},
+            {"image": str(blank_png), "digit": None, "confidence": None},
+        ],
+    }
+
+    assert main([*arguments, "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{digit_png}: {expected} ({round(confidence, 4):.1%})",
+        f"{blank_png}: no digit found",
+    ]
+
+
+def test_predict_missing_image_exits_1(
+    runs_dir: Path, saved_run: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing.png"
+
+    assert main(["predict", str(missing), "--runs-dir", str(runs_dir)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: cannot read {str(missing)!r}: No such file or directory\n"
+    )
+
+
+def test_subprocess_train_json_and_keras_copy(
+    data_file: Path, runs_dir: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy.keras"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("MNIST_PATH", None)
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "mnist_core", "train", "--data", str(data_file)]
+        + ["--runs-dir", str(runs_dir), "--epochs", "1", *QUICK, "--json", "--save", str(copy)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    summary = last_json(finished.stdout)
+    assert set(summary) == SUMMARY_KEYS
+    model_path = Path(summary["model_path"])
+    assert model_path.is_absolute() and model_path.is_file() and model_path.suffix == ".keras"
+    assert model_path.parent == runs_dir.resolve() / summary["run_id"]
+    assert isinstance(summary["test_accuracy"], float) and 0 <= summary["test_accuracy"] <= 1
+    assert isinstance(summary["test_loss"], float) and summary["test_loss"] > 0
+    assert (summary["epochs_run"], summary["stopped_early"]) == (1, False)
+    assert summary["train_seconds"] >= 0
+    assert filecmp.cmp(copy, model_path, shallow=False)
+    assert "Traceback" not in finished.stderr

@@ -1,0 +1,132 @@
+"""Tests for mnist_core.figures: the traces, captions and colours of every figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_core.figures import (
+    RIGHT_COLOUR,
+    WRONG_COLOUR,
+    confusion_figure,
+    gallery_figure,
+    history_figure,
+    probabilities_figure,
+)
+
+HISTORIES = {
+    "a": {
+        "loss": [0.9, 0.5, 0.4],
+        "accuracy": [0.7, 0.8, 0.85],
+        "val_loss": [0.8, 0.45, 0.5],
+        "val_accuracy": [0.72, 0.86, 0.84],
+    },
+    "b": {
+        "loss": [1.0, 0.6],
+        "accuracy": [0.6, 0.75],
+        "val_loss": [0.9, 0.7],
+        "val_accuracy": [0.65, 0.7],
+    },
+}
+
+
+def test_history_figure_traces_for_two_runs() -> None:
+    figure = history_figure(HISTORIES, {"a": 2, "b": 2})
+
+    names = [trace.name for trace in figure.data]
+    # Per run: train and validation lines, then the best-epoch star, in each of two panels.
+    per_panel = ["{} · train", "{} · validation", "{} · best epoch"]
+    assert names == [name.format(run) for run in "ab" for _ in range(2) for name in per_panel]
+    assert len(figure.data) == 12
+
+    lines = {(trace.name, trace.xaxis): trace for trace in figure.data}
+    a_val_loss = lines[("a · validation", "x")]
+    assert list(a_val_loss.x) == [1, 2, 3]
+    assert list(a_val_loss.y) == [0.8, 0.45, 0.5]
+    assert a_val_loss.line.dash == "dash"
+    assert lines[("a · train", "x2")].line.dash == "solid"
+    assert list(lines[("b · train", "x2")].y) == [0.6, 0.75]
+    # One colour per run, and each run in the legend once.
+    assert lines[("a · train", "x")].line.color != lines[("b · train", "x")].line.color
+    assert [trace.showlegend for trace in figure.data if trace.xaxis == "x2"] == [False] * 6
+
+
+def test_best_epoch_markers_sit_on_the_validation_curves() -> None:
+    figure = history_figure(HISTORIES, {"a": 2, "b": 2})
+
+    stars = {
+        (trace.name, trace.xaxis): (list(trace.x), list(trace.y))
+        for trace in figure.data
+        if trace.marker.symbol == "star"
+    }
+    assert stars == {
+        ("a · best epoch", "x"): ([2], [0.45]),
+        ("a · best epoch", "x2"): ([2], [0.86]),
+        ("b · best epoch", "x"): ([2], [0.7]),
+        ("b · best epoch", "x2"): ([2], [0.7]),
+    }
+
+
+def test_history_figure_without_best_epochs_or_validation() -> None:
+    figure = history_figure({"solo": {"loss": [1.0, 0.5], "accuracy": [0.5, 0.7]}}, {"solo": 9})
+
+    assert [trace.name for trace in figure.data] == ["solo · train", "solo · train"]
+    assert history_figure({}).data == ()
+
+
+def test_gallery_titles_and_colours() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (12, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2], dtype=np.uint8)
+    predicted = labels.copy()
+    predicted[[3, 11]] = [8, 7]
+    confidence = (0.5 + 0.04 * np.arange(12)).astype(np.float32)  # 50 %, 54 %, ... 94 %
+
+    figure = gallery_figure(images, labels, predicted, confidence, columns=5)
+
+    captions = {annotation.text: annotation.font.color for annotation in figure.layout.annotations}
+    assert len(captions) == 12
+    assert captions["3 → 8 (62%)"] == WRONG_COLOUR
+    assert captions["2 → 7 (94%)"] == WRONG_COLOUR
+    assert captions["0 → 0 (50%)"] == RIGHT_COLOUR
+    expected = {
+        f"{t} → {p} ({c:.0%})" for t, p, c in zip(labels, predicted, confidence, strict=True)
+    }
+    assert set(captions) == expected
+    assert list(captions.values()).count(WRONG_COLOUR) == 2
+    assert len(figure.data) == 12
+    assert figure.layout.height == 330  # 3 rows of 5
+
+
+def test_confusion_figure() -> None:
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    confusion[np.arange(10), np.arange(10)] = 100
+    confusion[4, 9] = 7
+
+    (heatmap,) = confusion_figure(confusion).data
+
+    np.testing.assert_allclose(heatmap.z, np.log1p(confusion))
+    np.testing.assert_array_equal(heatmap.text, confusion)
+    assert heatmap.text[4][9] == 7
+    assert list(heatmap.x) == list(heatmap.y) == [str(d) for d in range(10)]
+
+
+def test_probabilities_figure_highlights_the_argmax() -> None:
+    probabilities = np.full(10, 0.02, dtype=np.float32)
+    probabilities[6] = 0.82
+
+    (bars,) = probabilities_figure(probabilities).data
+
+    assert list(bars.x) == [str(d) for d in range(10)]
+    np.testing.assert_allclose(bars.y, probabilities)
+    colours = list(bars.marker.color)
+    assert colours[6] == RIGHT_COLOUR
+    assert len(set(colours[:6] + colours[7:])) == 1 and colours[0] != RIGHT_COLOUR
+
+
+@pytest.mark.parametrize("best", [0, 4])
+def test_probabilities_figure_follows_the_prediction(best: int) -> None:
+    probabilities = np.eye(10, dtype=np.float32)[best]
+
+    colours = list(probabilities_figure(probabilities).data[0].marker.color)
+
+    assert [i for i, colour in enumerate(colours) if colour == RIGHT_COLOUR] == [best]

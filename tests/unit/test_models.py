@@ -1,0 +1,121 @@
+"""Tests for mnist_core.models: the exact MLP of the original recipe, the CNN, augmentation."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_core.config import TrainConfig
+from mnist_core.models import build_model
+
+pytestmark = pytest.mark.usefixtures("keras_seed")
+
+
+def images(count: int) -> np.ndarray:
+    """(count, 28, 28) float32 in [0, 1]."""
+    return np.random.default_rng(0).random((count, 28, 28), dtype=np.float32)
+
+
+def test_mlp_is_the_original_architecture() -> None:
+    model = build_model(TrainConfig.preset("mlp"))
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    summary = [
+        (
+            type(layer).__name__,
+            getattr(layer, "units", None),
+            getattr(getattr(layer, "activation", None), "__name__", None),
+            getattr(layer, "rate", None),
+        )
+        for layer in layers
+    ]
+    assert summary == [
+        ("Flatten", None, None, None),
+        ("Dense", 256, "relu", None),
+        ("Dropout", None, None, 0.4),
+        ("Dense", 128, "relu", None),
+        ("Dropout", None, None, 0.4),
+        ("Dense", 10, "softmax", None),
+    ]
+    assert model.input_shape == (None, 28, 28)
+    assert model.output_shape == (None, 10)
+    assert model.count_params() == 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10
+
+
+def test_mlp_is_compiled_like_the_original() -> None:
+    model = build_model(TrainConfig.preset("mlp"))
+
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert model.loss == "sparse_categorical_crossentropy"
+
+
+@pytest.mark.parametrize("preset", ["mlp", "cnn"])
+def test_output_is_probabilities(preset: str) -> None:
+    model = build_model(TrainConfig.preset(preset))
+
+    output = keras.ops.convert_to_numpy(model(images(5), training=False))
+
+    assert output.shape == (5, 10)
+    assert output.dtype == np.float32
+    assert np.all(output >= 0)
+    np.testing.assert_allclose(output.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_cnn_has_one_convolution_block_per_filter_count() -> None:
+    model = build_model(TrainConfig.preset("cnn", conv_filters=(8, 16, 24), hidden_units=(32,)))
+
+    convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [layer.filters for layer in convolutions] == [8, 16, 24]
+    assert [layer.kernel_size for layer in convolutions] == [(3, 3)] * 3
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
+    assert len(pools) == 3
+    dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    assert dense == [32, 10]
+    assert model.output_shape == (None, 10)
+
+
+def test_lr_decay_spans_all_training_steps() -> None:
+    config = TrainConfig.preset("cnn", epochs=4)
+
+    model = build_model(config, steps_per_epoch=25)
+
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert schedule["config"]["decay_steps"] == 100
+    assert schedule["config"]["initial_learning_rate"] == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "kind"),
+    [
+        ("adam", keras.optimizers.Adam),
+        ("sgd", keras.optimizers.SGD),
+        ("rmsprop", keras.optimizers.RMSprop),
+    ],
+)
+def test_optimizer_and_learning_rate_follow_the_config(optimizer: str, kind: type) -> None:
+    model = build_model(TrainConfig(optimizer=optimizer, learning_rate=0.05, hidden_units=(8,)))
+
+    assert isinstance(model.optimizer, kind)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+
+
+def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:
+    config = TrainConfig(augment=True, dropout_rate=0.0, hidden_units=(16,))
+    model = build_model(config)
+
+    kinds = {layer.name: type(layer).__name__ for layer in model.layers}
+    assert kinds["shift"] == "RandomTranslation"
+    assert kinds["rotate"] == "RandomRotation"
+    assert kinds["zoom"] == "RandomZoom"
+    assert "shift" not in {layer.name for layer in build_model(TrainConfig()).layers}
+
+    x = images(8)
+    first = keras.ops.convert_to_numpy(model(x, training=False))
+    second = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_array_equal(first, second)
+    # Without dropout only the random layers can change the output while training.
+    trained_view = keras.ops.convert_to_numpy(model(x, training=True))
+    assert np.abs(trained_view - first).max() > 1e-4

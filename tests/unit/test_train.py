@@ -1,0 +1,224 @@
+"""Tests for mnist_core.train: history, progress events, stop requests, early stopping, best
+weights, determinism, the background job, and the original recipe on real MNIST."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from mnist_core.config import TrainConfig
+from mnist_core.data import MnistData
+from mnist_core.errors import DataError
+from mnist_core.evaluate import evaluate
+from mnist_core.models import STEPS_PER_EXECUTION
+from mnist_core.train import HISTORY_KEYS, ProgressEvent, TrainingJob, train
+
+pytestmark = pytest.mark.usefixtures("keras_seed")
+
+
+def validation_loss(result, data: MnistData) -> float:
+    """The result's model's loss on the validation slice `train` held out (the last samples)."""
+    n_val = round(len(data.x_train) * result.config.validation_split)
+    return evaluate(result.model, data.x_train[-n_val:], data.y_train[-n_val:]).loss
+
+
+def test_history_has_one_value_per_finished_epoch(trained) -> None:
+    assert set(trained.history) == set(HISTORY_KEYS)
+    assert trained.epochs_run == 3
+    assert all(len(values) == 3 for values in trained.history.values())
+    assert trained.history["loss"][-1] < trained.history["loss"][0]
+    assert trained.best_epoch == int(np.argmin(trained.history["val_loss"])) + 1
+    assert (trained.stopped, trained.stopped_early) == (False, False)
+    assert trained.train_seconds > 0
+
+
+def test_model_learns_and_is_scored_on_the_test_set(trained, digits) -> None:
+    assert trained.evaluation.probabilities.shape == (100, 10)
+    np.testing.assert_array_equal(trained.evaluation.labels, digits.y_test)
+    assert trained.test_accuracy == trained.evaluation.accuracy
+    assert trained.test_loss == trained.evaluation.loss
+    assert trained.test_accuracy >= 0.8  # ten patterns, chance is 0.1
+
+
+def test_progress_events(digits, small_config) -> None:
+    config = small_config.replace(batch_size=4, epochs=2)  # 360 / 4 = 90 batches per epoch
+    events: list[ProgressEvent] = []
+
+    result = train(config, digits, on_progress=events.append)
+
+    batches = 90
+    step = STEPS_PER_EXECUTION["mlp"]
+    assert all(event.batches == batches and event.epochs == 2 for event in events)
+    ends = [event for event in events if event.epoch_end]
+    assert len(ends) == result.epochs_run == 2
+    for epoch in (1, 2):
+        in_epoch = [event.batch for event in events if event.epoch == epoch]
+        # Several reports per epoch, one per group of compiled steps, never past the end.
+        assert in_epoch == [*range(step, batches, step), batches, batches]
+    for epoch, event in enumerate(ends):
+        for key in HISTORY_KEYS:
+            assert event.metrics[key] == result.history[key][epoch]
+    during = [event for event in events if not event.epoch_end]
+    assert all(set(event.metrics) == {"loss", "accuracy"} for event in during)
+
+    fractions = [event.fraction for event in events]
+    assert fractions == sorted(fractions)
+    assert all(0.0 <= fraction <= 1.0 for fraction in fractions)
+    assert fractions[0] == pytest.approx(step / (2 * batches))
+    assert fractions[-1] == 1.0
+    assert all(math.isfinite(event.eta) and event.eta >= 0 for event in events)
+    assert events[-1].eta == 0.0
+    elapsed = [event.elapsed for event in events]
+    assert elapsed == sorted(elapsed) and elapsed[0] >= 0
+
+
+def test_same_config_and_seed_give_the_same_history(trained, digits, small_config) -> None:
+    again = train(small_config, digits)
+
+    assert again.history == trained.history
+    assert len(again.history["val_loss"]) == 3
+    np.testing.assert_array_equal(again.evaluation.probabilities, trained.evaluation.probabilities)
+
+
+def test_stop_request_ends_training_and_drops_the_partial_epoch(digits, small_config) -> None:
+    config = small_config.replace(batch_size=4, epochs=50)
+    events: list[ProgressEvent] = []
+    answers: list[bool] = []
+    stopped_at: list[float] = []
+
+    def should_stop() -> bool:
+        # Stop once epoch 2 is under way: in the middle of an epoch, after a finished one.
+        answer = any(event.epoch == 2 for event in events)
+        answers.append(answer)
+        if answer and not stopped_at:
+            stopped_at.append(time.perf_counter())
+        return answer
+
+    result = train(config, digits, on_progress=events.append, should_stop=should_stop)
+
+    assert time.perf_counter() - stopped_at[0] < 10  # includes scoring the test set
+    assert answers.count(True) == 1  # no batch ran and nothing polled after the stop
+    assert (result.stopped, result.stopped_early) == (True, False)
+    assert result.epochs_run == 1 < config.epochs
+    assert all(len(values) == 1 for values in result.history.values())
+    assert [event.epoch for event in events if event.epoch_end] == [1]
+    assert max(event.epoch for event in events) == 2
+    # The weights of epoch 1 are kept, not those of the half-trained epoch 2.
+    assert result.best_epoch == 1
+    assert validation_loss(result, digits) == pytest.approx(result.history["val_loss"][0], 1e-4)
+
+
+def test_early_stopping_keeps_the_best_weights(digits, small_config) -> None:
+    # The validation slice (last 40 samples) repeats the first training images with other
+    # labels: the better the model fits the training set, the worse the validation loss.
+    x_train = np.array(digits.x_train)
+    y_train = np.array(digits.y_train)
+    x_train[-40:] = x_train[:40]
+    y_train[-40:] = (y_train[:40] + 1) % 10
+    data = MnistData(x_train, y_train, digits.x_test, digits.y_test, source="mislabelled")
+    config = small_config.replace(epochs=20, patience=1)
+
+    result = train(config, data)
+
+    assert (result.stopped_early, result.stopped) == (True, False)
+    assert result.best_epoch == int(np.argmin(result.history["val_loss"])) + 1
+    assert result.epochs_run == result.best_epoch + config.patience < config.epochs
+    assert all(len(values) == result.epochs_run for values in result.history.values())
+    best_loss = result.history["val_loss"][result.best_epoch - 1]
+    assert result.history["val_loss"][-1] > best_loss + 0.05
+    assert validation_loss(result, data) == pytest.approx(best_loss, rel=1e-4)
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the training job"
+        time.sleep(0.02)
+
+
+def test_training_job_runs_to_the_end(digits, small_config) -> None:
+    states_in_on_done: list[str] = []
+
+    def on_done(result) -> str:
+        states_in_on_done.append(job.snapshot()["state"])
+        return f"saved {result.epochs_run} epochs"
+
+    job = TrainingJob(small_config.replace(epochs=2), load_data=lambda: digits, on_done=on_done)
+    assert (job.state, job.running, job.snapshot()["progress"]) == ("starting", True, None)
+
+    job.start()
+    job.join(timeout=120)
+
+    snapshot = job.snapshot()
+    assert snapshot["state"] == job.state == "finished"
+    assert not job.running
+    assert states_in_on_done == ["running"]
+    assert snapshot["outcome"] == job.outcome == "saved 2 epochs"
+    assert snapshot["error"] is None
+    assert snapshot["stop_requested"] is False
+    assert job.result is not None and job.result.epochs_run == 2
+    assert snapshot["history"] == job.result.history
+    assert snapshot["progress"].epoch_end and snapshot["progress"].epoch == 2
+
+
+def test_training_job_stops_on_request(digits, small_config) -> None:
+    job = TrainingJob(
+        small_config.replace(batch_size=4, epochs=200),
+        load_data=lambda: digits,
+        on_done=lambda result: result.epochs_run,
+    ).start()
+    wait_for(lambda: job.snapshot()["progress"] is not None)
+    assert job.snapshot()["state"] == "running"
+
+    job.stop()
+    asked = time.perf_counter()
+    assert job.snapshot()["stop_requested"] is True
+    job.join(timeout=60)
+
+    assert time.perf_counter() - asked < 10
+    assert job.state == "stopped"
+    assert job.result is not None and job.result.stopped
+    assert job.result.epochs_run < 200
+    assert job.outcome == job.result.epochs_run
+    assert len(job.snapshot()["history"]["loss"]) == job.result.epochs_run
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (DataError("MNIST not found: set MNIST_PATH"), "MNIST not found: set MNIST_PATH"),
+        (RuntimeError(), "RuntimeError"),
+    ],
+)
+def test_training_job_failure_is_kept(
+    small_config, error: Exception, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def load_data() -> MnistData:
+        raise error
+
+    job = TrainingJob(small_config, load_data=load_data).start()
+    job.join(timeout=30)
+
+    assert job.state == "failed"
+    assert not job.running
+    assert job.snapshot()["error"] == job.error == message
+    assert job.result is None and job.outcome is None
+    assert type(error).__name__ in capsys.readouterr().err  # the trace goes to the log
+
+
+@pytest.mark.slow
+def test_original_recipe_reaches_97_percent_on_real_mnist(mnist) -> None:
+    # The exact original recipe (preset "mlp") measures 96.35-96.62 % test accuracy after 2
+    # epochs over seeds 0, 1 and 42, so 2 epochs cannot pass a 97 % check. After 3 epochs it
+    # measures 96.84-97.16 % (the preset's seed 42 gives 96.84 %), after 4 epochs 97.20-97.59 %:
+    # 4 epochs is the shortest run that clears 97 % for every one of those seeds.
+    config = TrainConfig.preset("mlp", epochs=4)
+
+    result = train(config, mnist)
+
+    assert result.epochs_run == 4
+    assert result.evaluation.probabilities.shape == (10_000, 10)
+    assert result.test_accuracy >= 0.97
