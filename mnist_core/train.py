@@ -2,17 +2,17 @@
 
 `train()` is a plain `model.fit` with one callback that reports progress, polls for a stop
 request, keeps the best weights (lowest validation loss) and does early stopping. A stop in the
-middle of an epoch drops that partial epoch and restores the best weights of the finished ones.
+middle of an epoch drops that partial epoch and restores the best weights of the finished ones:
+the callback leaves `fit` at once, skipping the validation of the partial epoch, which would
+delay the stop by a second or more and measure nothing useful.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -22,29 +22,8 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData, to_float
 from mnist_core.errors import ConfigError
 from mnist_core.evaluate import Evaluation, evaluate
+from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
 from mnist_core.models import build_model
-
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A snapshot of training, sent several times per epoch and at each epoch's end."""
-
-    epoch: int  # 1-based epoch being trained (or just finished, when `epoch_end`)
-    epochs: int  # planned number of epochs (early stopping may end sooner)
-    batch: int  # batches done in this epoch
-    batches: int  # batches per epoch
-    metrics: dict[str, float]  # latest loss/accuracy (and val_* at an epoch's end)
-    elapsed: float  # seconds since training started
-    eta: float  # estimated seconds left if all planned epochs run
-    epoch_end: bool = False
-
-    @property
-    def fraction(self) -> float:
-        """Share of the planned work done, in [0, 1]."""
-        done = (self.epoch - 1) * self.batches + self.batch
-        return min(1.0, done / max(1, self.epochs * self.batches))
 
 
 @dataclass
@@ -101,15 +80,19 @@ def train(
     model = build_model(config, steps_per_epoch=batches)
     monitor = _TrainingMonitor(config, batches, on_progress, should_stop)
     start = time.perf_counter()
-    model.fit(
-        x_train,
-        y_train,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        validation_data=validation,
-        callbacks=[monitor],
-        verbose=0,
-    )
+    try:
+        model.fit(
+            x_train,
+            y_train,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            validation_data=validation,
+            callbacks=[monitor],
+            verbose=0,
+        )
+    except _StopRequested:
+        pass
+    monitor.restore_best_weights()
     seconds = time.perf_counter() - start
     del x_all, x_train, validation
     return TrainResult(
@@ -123,6 +106,10 @@ def train(
         stopped_early=monitor.stopped_early,
         train_seconds=seconds,
     )
+
+
+class _StopRequested(Exception):
+    """Raised inside `fit` to leave it at once when the user asks to stop."""
 
 
 class _TrainingMonitor(keras.callbacks.Callback):
@@ -162,8 +149,7 @@ class _TrainingMonitor(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.should_stop is not None and self.should_stop():
             self.stopped = True
-            self.model.stop_training = True
-            return
+            raise _StopRequested
         if self.on_progress is not None:
             # Keras reports the last step of each group of `steps_per_execution` batches, which
             # overshoots the epoch's end when the last group is partial.
@@ -171,14 +157,12 @@ class _TrainingMonitor(keras.callbacks.Callback):
             self.on_progress(self._event(batches_done, logs or {}, epoch_end=False))
 
     def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        # Validation of an epoch cut short by the user would only delay the stop.
-        if self.stopped or (self.should_stop is not None and self.should_stop()):
+        # A stop during validation drops the epoch: its scores would be partial.
+        if self.should_stop is not None and self.should_stop():
             self.stopped = True
-            self.model.stop_evaluating = True
+            raise _StopRequested
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.stopped:
-            return  # a partial epoch: not recorded, its weights are discarded below
         logs = logs or {}
         for key in HISTORY_KEYS:
             if key in logs:
@@ -198,7 +182,8 @@ class _TrainingMonitor(keras.callbacks.Callback):
         if self.on_progress is not None:
             self.on_progress(self._event(self.batches, logs, epoch_end=True))
 
-    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+    def restore_best_weights(self) -> None:
+        """Give the model the weights of its best finished epoch (if any epoch finished)."""
         if self._best_weights is not None:
             self.model.set_weights(self._best_weights)
 
@@ -217,84 +202,3 @@ class _TrainingMonitor(keras.callbacks.Callback):
             eta=elapsed / done * left if done else math.nan,
             epoch_end=epoch_end,
         )
-
-
-@dataclass
-class TrainingJob:
-    """A training run in a background thread, safe to watch from other threads.
-
-    The thread never touches any user interface: it only updates this object, which a UI
-    polls (`snapshot()`) and can ask to stop (`stop()`). `on_done(result)` runs in the thread
-    after training, e.g. to save the run; its return value is kept as `outcome`.
-    """
-
-    config: TrainConfig
-    load_data: Callable[[], MnistData]
-    on_done: Callable[[TrainResult], Any] | None = None
-    state: str = "starting"  # starting -> running -> finished | stopped | failed
-    progress: ProgressEvent | None = None
-    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
-    result: TrainResult | None = None
-    outcome: Any = None
-    error: str | None = None
-    started_at: float = field(default_factory=time.time)
-    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _thread: threading.Thread | None = field(default=None, repr=False)
-
-    def start(self) -> TrainingJob:
-        self._thread = threading.Thread(target=self._run, name="mnist-training", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Ask training to stop; it ends within about a second, keeping the best weights."""
-        self._stop.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-    @property
-    def running(self) -> bool:
-        return self.state in ("starting", "running")
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def snapshot(self) -> dict[str, Any]:
-        """A consistent copy of the job's state, for rendering."""
-        with self._lock:
-            return {
-                "state": self.state,
-                "progress": self.progress,
-                "history": {k: list(v) for k, v in self.history.items()},
-                "error": self.error,
-                "outcome": self.outcome,
-                "stop_requested": self._stop.is_set(),
-            }
-
-    def _on_progress(self, event: ProgressEvent) -> None:
-        with self._lock:
-            self.state = "running"
-            self.progress = event
-            if event.epoch_end:
-                for key in HISTORY_KEYS:
-                    if key in event.metrics:
-                        self.history[key].append(event.metrics[key])
-
-    def _run(self) -> None:
-        try:
-            data = self.load_data()
-            result = train(self.config, data, self._on_progress, self._stop.is_set)
-            outcome = self.on_done(result) if self.on_done is not None else None
-            with self._lock:
-                self.result, self.outcome = result, outcome
-                self.state = "stopped" if result.stopped else "finished"
-        except Exception as error:  # noqa: BLE001 - reported to the UI instead of lost
-            message = str(error) or type(error).__name__
-            with self._lock:
-                self.error = message
-                self.state = "failed"
-            traceback.print_exc()

@@ -6,22 +6,21 @@ Nothing here imports TensorFlow at module level: the home page uses it and must 
 from __future__ import annotations
 
 import os
-import threading
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from mnist_core.data import MnistData, describe_source, load_mnist
 from mnist_core.errors import MnistCoreError, ModelError
+from mnist_core.jobs import TrainingSlot
 from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
 
 if TYPE_CHECKING:
     import keras
 
     from mnist_core.config import TrainConfig
-    from mnist_core.train import TrainingJob
+    from mnist_core.train import TrainResult
 
 # Session-state keys shared by more than one page.
 ACTIVE_RUN = "active_run"  # run id of the model this session uses by default
@@ -81,32 +80,15 @@ def show_error(error: MnistCoreError) -> None:
     st.error(str(error), icon=":material/error:")
 
 
-class TrainingSlot:
-    """One training at a time per server process: a hosted demo has little memory."""
+def start_training(config: TrainConfig) -> str | None:
+    """Start training `config` in the background; the job id, or None if one is running."""
+    store = run_store()
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.job: TrainingJob | None = None
-        self.job_id: str | None = None
+    def save(result: TrainResult) -> str:
+        data = load_data()
+        return store.save(result, data_source=data.source, data_fingerprint=data.fingerprint)
 
-    def start(self, config: TrainConfig) -> str | None:
-        """Start training `config` and return the job id; None if a job is already running."""
-        from mnist_core.train import TrainingJob
-
-        with self._lock:
-            if self.job is not None and self.job.running:
-                return None
-            store = run_store()
-
-            def save(result: Any) -> str:
-                data = load_data()
-                return store.save(
-                    result, data_source=data.source, data_fingerprint=data.fingerprint
-                )
-
-            self.job = TrainingJob(config, load_data, on_done=save).start()
-            self.job_id = uuid.uuid4().hex
-            return self.job_id
+    return training_slot().start(config, load_data, on_done=save)
 
 
 @st.cache_resource

@@ -10,7 +10,7 @@ from mnist_core.figures import history_figure
 from pages import app_state
 
 if TYPE_CHECKING:
-    from mnist_core.train import TrainingJob
+    from mnist_core.jobs import TrainingJob, TrainingSlot
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
@@ -110,7 +110,7 @@ def settings_form() -> TrainConfig | None:
         return None
 
 
-def show_job(slot: app_state.TrainingSlot, follow: bool) -> None:
+def show_job(slot: "TrainingSlot", follow: bool) -> None:
     """Progress, metrics and curves of the server's training job."""
     job, job_id = slot.job, slot.job_id
     if job is None:
@@ -122,7 +122,7 @@ def show_job(slot: app_state.TrainingSlot, follow: bool) -> None:
         if not mine:
             st.info("Another visitor is training a model; yours can start when it finishes.")
         if progress is None:
-            st.progress(0.0, text="Loading MNIST and building the model…")
+            st.progress(0.0, text="Starting: loading TensorFlow and MNIST, building the model…")
         else:
             st.progress(
                 progress.fraction,
@@ -187,7 +187,7 @@ slot = app_state.training_slot()
 config = settings_form()
 busy = slot.job is not None and slot.job.running
 if st.button("Train", key="train_start", type="primary", disabled=config is None or busy):
-    job_id = slot.start(config)
+    job_id = app_state.start_training(config)
     if job_id is None:
         st.warning("A training is already running on this server; wait for it to finish.")
     else:

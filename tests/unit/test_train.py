@@ -13,8 +13,9 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData
 from mnist_core.errors import DataError
 from mnist_core.evaluate import evaluate
+from mnist_core.jobs import HISTORY_KEYS, ProgressEvent, TrainingJob
 from mnist_core.models import STEPS_PER_EXECUTION
-from mnist_core.train import HISTORY_KEYS, ProgressEvent, TrainingJob, train
+from mnist_core.train import train
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

@@ -1,0 +1,149 @@
+"""Training in a background thread, for user interfaces: one job, and one at a time.
+
+This module does not import TensorFlow: the thread does, so a page can start a job (and show
+that it is starting) at once instead of freezing for the seconds the import takes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mnist_core.config import TrainConfig
+
+if TYPE_CHECKING:
+    from mnist_core.data import MnistData
+    from mnist_core.train import TrainResult
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """A snapshot of training, sent several times per epoch and at each epoch's end."""
+
+    epoch: int  # 1-based epoch being trained (or just finished, when `epoch_end`)
+    epochs: int  # planned number of epochs (early stopping may end sooner)
+    batch: int  # batches done in this epoch
+    batches: int  # batches per epoch
+    metrics: dict[str, float]  # latest loss/accuracy (and val_* at an epoch's end)
+    elapsed: float  # seconds since training started
+    eta: float  # estimated seconds left if all planned epochs run
+    epoch_end: bool = False
+
+    @property
+    def fraction(self) -> float:
+        """Share of the planned work done, in [0, 1]."""
+        done = (self.epoch - 1) * self.batches + self.batch
+        return min(1.0, done / max(1, self.epochs * self.batches))
+
+
+@dataclass
+class TrainingJob:
+    """A training run in a background thread, safe to watch from other threads.
+
+    The thread never touches any user interface: it only updates this object, which a UI
+    polls (`snapshot()`) and can ask to stop (`stop()`). `on_done(result)` runs in the thread
+    after training, e.g. to save the run; its return value is kept as `outcome`.
+    """
+
+    config: TrainConfig
+    load_data: Callable[[], MnistData]
+    on_done: Callable[[TrainResult], Any] | None = None
+    state: str = "starting"  # starting -> running -> finished | stopped | failed
+    progress: ProgressEvent | None = None
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    result: TrainResult | None = None
+    outcome: Any = None
+    error: str | None = None
+    started_at: float = field(default_factory=time.time)
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self) -> TrainingJob:
+        self._thread = threading.Thread(target=self._run, name="mnist-training", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask training to stop; it ends within about a second, keeping the best weights."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("starting", "running")
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the job's state, for rendering."""
+        with self._lock:
+            return {
+                "state": self.state,
+                "progress": self.progress,
+                "history": {k: list(v) for k, v in self.history.items()},
+                "error": self.error,
+                "outcome": self.outcome,
+                "stop_requested": self._stop.is_set(),
+            }
+
+    def _on_progress(self, event: ProgressEvent) -> None:
+        with self._lock:
+            self.state = "running"
+            self.progress = event
+            if event.epoch_end:
+                for key in HISTORY_KEYS:
+                    if key in event.metrics:
+                        self.history[key].append(event.metrics[key])
+
+    def _run(self) -> None:
+        try:
+            from mnist_core.train import train
+
+            data = self.load_data()
+            result = train(self.config, data, self._on_progress, self._stop.is_set)
+            outcome = self.on_done(result) if self.on_done is not None else None
+            with self._lock:
+                self.result, self.outcome = result, outcome
+                self.state = "stopped" if result.stopped else "finished"
+        except Exception as error:  # noqa: BLE001 - reported to the UI instead of lost
+            message = str(error) or type(error).__name__
+            with self._lock:
+                self.error = message
+                self.state = "failed"
+            traceback.print_exc()
+
+
+class TrainingSlot:
+    """At most one training per process: a small hosted demo has memory for one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.job: TrainingJob | None = None
+        self.job_id: str | None = None
+
+    def start(
+        self,
+        config: TrainConfig,
+        load_data: Callable[[], MnistData],
+        on_done: Callable[[TrainResult], Any] | None = None,
+    ) -> str | None:
+        """Start a job and return its id; None (and nothing started) if one is running."""
+        with self._lock:
+            if self.job is not None and self.job.running:
+                return None
+            self.job = TrainingJob(config, load_data, on_done=on_done).start()
+            self.job_id = uuid.uuid4().hex
+            return self.job_id
