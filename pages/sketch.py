@@ -55,12 +55,10 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
     left.image(digit_png(steps.centred, scale=5), caption="What the model sees (28×28)")
     right.plotly_chart(probabilities_figure(probabilities), key=f"sketch_probabilities_{source}")
     with st.expander("Preprocessing steps"):
-        stages = [
-            ("ink", steps.ink),
-            ("cropped to the ink", steps.cropped),
-            ("scaled into 20×20", steps.scaled),
-            ("centred by mass in 28×28", steps.centred),
-        ]
+        stages = [("ink", steps.ink), ("cropped to the ink", steps.cropped)]
+        if steps.widened is not steps.cropped:
+            stages.append(("thin strokes widened", steps.widened))
+        stages += [("scaled into 20×20", steps.scaled), ("centred by mass in 28×28", steps.centred)]
         for cell, (caption, stage) in zip(st.columns(len(stages)), stages, strict=True):
             scale = max(1, 140 // max(stage.shape))
             cell.image(digit_png(stage, scale=scale), caption=caption)

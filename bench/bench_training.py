@@ -1,0 +1,150 @@
+"""Training speed: `mnist_core.train.train` (mlp preset, progress callback attached, as the
+Train page uses it) against the original script's plain `model.fit` of the same model on the
+same data, measured side by side in one run, plus the cost of progress reporting.
+
+    MNIST_PATH=../shared/data/mnist.npz python bench/bench_training.py [--epochs 5] [--seeds 3]
+
+Per-epoch times are medians over the epochs after the first (the first includes tracing).
+With `--accuracy` every seed also trains the full recipe (20 epochs, early stopping) both ways
+and prints the test accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from mnist_core.config import TrainConfig  # noqa: E402
+from mnist_core.data import load_mnist  # noqa: E402
+from mnist_core.train import train  # noqa: E402
+
+
+class EpochTimer(keras.callbacks.Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def original_script(
+    data, epochs: int, seed: int, patience: int | None
+) -> tuple[list[float], float]:
+    """The seed script: Flatten-Dense256-Dropout-Dense128-Dropout-Dense10, plain fit."""
+    keras.utils.set_random_seed(seed)
+    x_train = data.x_train.astype("float32") / 255.0
+    x_test = data.x_test.astype("float32") / 255.0
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            layers.Flatten(),
+            layers.Dense(256, activation="relu"),
+            layers.Dropout(0.4),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.4),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = EpochTimer()
+    callbacks: list[keras.callbacks.Callback] = [timer]
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
+        )
+    model.fit(
+        x_train,
+        data.y_train,
+        batch_size=128,
+        epochs=epochs,
+        validation_split=0.1,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    _, accuracy = model.evaluate(x_test, data.y_test, verbose=0)
+    return timer.seconds, float(accuracy)
+
+
+def ours(data, epochs: int, seed: int, patience: int, with_progress: bool):
+    """mnist_core.train.train on the mlp preset.
+
+    Returns per-epoch seconds (from the progress events; empty without them), the total
+    training seconds and the test accuracy.
+    """
+    stamps: list[float] = []
+
+    def on_progress(event) -> None:
+        if event.epoch_end:
+            stamps.append(event.elapsed)
+
+    config = TrainConfig.preset("mlp", epochs=epochs, seed=seed, patience=patience)
+    result = train(config, data, on_progress=on_progress if with_progress else None)
+    seconds = [b - a for a, b in zip([0.0, *stamps], stamps, strict=False)]
+    return seconds, result.train_seconds, result.test_accuracy
+
+
+def steady(seconds: list[float]) -> float:
+    return statistics.median(seconds[1:] or seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--accuracy", action="store_true", help="also the full 20-epoch recipe")
+    args = parser.parse_args()
+    data = load_mnist()
+
+    print(
+        f"{'seed':>4} {'plain fit s/epoch':>18} {'train() s/epoch':>16} {'speed-up':>9} "
+        f"{'no-progress s/epoch*':>20} {'progress cost':>14}"
+    )
+    ratios, costs = [], []
+    for seed in range(args.seeds):
+        plain, _ = original_script(data, args.epochs, seed, patience=None)
+        with_progress, total_with, _ = ours(data, args.epochs, seed, 0, with_progress=True)
+        _, total_without, _ = ours(data, args.epochs, seed, 0, with_progress=False)
+        ratio = steady(plain) / steady(with_progress)
+        cost = total_with / total_without - 1
+        ratios.append(ratio)
+        costs.append(cost)
+        print(
+            f"{seed:>4} {steady(plain):>18.3f} {steady(with_progress):>16.3f} {ratio:>8.2f}x "
+            f"{total_without / args.epochs:>20.3f} {cost:>13.1%}"
+        )
+    print("* total seconds / epochs, first epoch included; the progress cost compares totals")
+    print(
+        f"median speed-up {statistics.median(ratios):.2f}x; "
+        f"median progress cost {statistics.median(costs):.1%}"
+    )
+
+    if args.accuracy:
+        print(f"\n{'seed':>4} {'plain fit acc':>14} {'train() acc':>12} {'difference':>11}")
+        gaps = []
+        for seed in range(args.seeds):
+            _, plain_accuracy = original_script(data, 20, seed, patience=5)
+            _, _, our_accuracy = ours(data, 20, seed, patience=5, with_progress=True)
+            gaps.append(our_accuracy - plain_accuracy)
+            print(
+                f"{seed:>4} {plain_accuracy:>14.2%} {our_accuracy:>12.2%} "
+                f"{100 * gaps[-1]:>+10.2f}pt"
+            )
+        print(f"mean difference {100 * float(np.mean(gaps)):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()
