@@ -143,6 +143,9 @@ def describe_source(path: str | os.PathLike[str] | None = None) -> str:
     return "not found yet: downloaded on first use (or set MNIST_PATH)"
 
 
+PIXEL_MAX = 255  # uint8 ink; models see pixels / PIXEL_MAX, floats in [0, 1]
+
+
 def to_float(images: np.ndarray) -> np.ndarray:
     """Scale uint8 pixels `(..., 28, 28)` to float32 in [0, 1], the input every model expects.
 
@@ -151,7 +154,7 @@ def to_float(images: np.ndarray) -> np.ndarray:
     """
     if images.dtype != np.uint8:
         raise ValueError(f"to_float expects uint8 pixels 0-255, got dtype {images.dtype}.")
-    return np.divide(images, np.float32(255), dtype=np.float32)
+    return np.divide(images, np.float32(PIXEL_MAX), dtype=np.float32)
 
 
 def _error(problem: str) -> DataError:

@@ -1,0 +1,74 @@
+"""Sketch latency: from a 280x280 RGBA canvas to ten probabilities (`to_mnist` +
+`predict_proba`), one image at a time, beside Keras' `model.predict` on the same input.
+
+    MNIST_PATH=../shared/data/mnist.npz python bench/bench_latency.py [--calls 500]
+
+Uses the newest saved run of each architecture (`MNIST_RUNS_DIR`, then the pretrained run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mnist_core.data import load_mnist  # noqa: E402
+from mnist_core.predict import predict_proba  # noqa: E402
+from mnist_core.preprocess import to_mnist  # noqa: E402
+from mnist_core.runs import PRETRAINED_DIR, RunStore  # noqa: E402
+
+
+def canvases(data, count: int) -> list[np.ndarray]:
+    """Test digits drawn white-on-transparent at 200 px, like strokes on the Sketch canvas."""
+    result = []
+    for digit in data.x_test[:count]:
+        canvas = np.zeros((280, 280, 4), dtype=np.uint8)
+        canvas[40:240, 40:240, :3] = 255
+        canvas[40:240, 40:240, 3] = np.asarray(Image.fromarray(digit).resize((200, 200)))
+        result.append(canvas)
+    return result
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    milliseconds = np.asarray(seconds) * 1000
+    return float(np.percentile(milliseconds, 50)), float(np.percentile(milliseconds, 99))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    args = parser.parse_args()
+    data = load_mnist()
+    inputs = canvases(data, 50)
+    store = RunStore(bundled=PRETRAINED_DIR)
+    newest = {}
+    for run in store.list():
+        newest.setdefault(run.config.architecture, run)
+
+    print(f"{'model':<6} {'path':<28} {'p50 ms':>8} {'p99 ms':>8}")
+    for architecture, run in sorted(newest.items()):
+        model = store.load_model(run.run_id)
+        for name, predict in (
+            ("to_mnist + predict_proba", lambda image, m=model: predict_proba(m, image)),
+            ("to_mnist + model.predict", lambda image, m=model: m.predict(image[None], verbose=0)),
+        ):
+            for canvas in inputs[:5]:  # warm-up: tracing and caches
+                predict(to_mnist(canvas))
+            seconds = []
+            for call in range(args.calls):
+                canvas = inputs[call % len(inputs)]
+                start = time.perf_counter()
+                predict(to_mnist(canvas))
+                seconds.append(time.perf_counter() - start)
+            p50, p99 = percentiles(seconds)
+            print(f"{architecture:<6} {name:<28} {p50:>8.2f} {p99:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
