@@ -1,14 +1,18 @@
-"""Training configuration: one frozen, validated dataclass and the named presets.
+"""Training configuration: one frozen, validated dataclass, the named presets, and the caps a
+hosted demo sets on what a visitor may ask for.
 
 A `TrainConfig` that exists is a valid one: `__post_init__` checks every field and raises
 `ConfigError` naming the field and its allowed range, so nothing invalid ever reaches training.
+`DemoLimits` reads tighter caps from the environment (`MNIST_MAX_EPOCHS`, ...) for the dashboard.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from mnist_core.errors import ConfigError
@@ -17,7 +21,8 @@ ARCHITECTURES = ("mlp", "cnn")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 # Allowed ranges, shared by validation, the command line and the dashboard's widgets.
-# The upper bounds keep one request from exhausting the memory of a small hosted demo.
+# The upper bounds refuse absurd requests (a batch of 10^6, 10^7 units) before anything is
+# allocated; a hosted demo tightens them further with `DemoLimits`.
 LIMITS: dict[str, tuple[float, float]] = {
     "hidden_units": (1, 2048),  # units per dense layer
     "hidden_layers": (1, 4),  # number of dense hidden layers
@@ -31,6 +36,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "validation_split": (0.0, 0.5),
     "seed": (0, 2**31 - 1),
 }
+MAX_UPLOAD_BYTES = 5_000_000  # largest uploaded image; `DemoLimits` may lower it
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,164 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
         ) from error
 
 
+# Environment variables a hosted demo sets to cap what one visitor may ask for -> DemoLimits field.
+DEMO_LIMIT_VARIABLES: dict[str, str] = {
+    "MNIST_MAX_EPOCHS": "epochs",
+    "MNIST_MAX_UNITS": "hidden_units",
+    "MNIST_MAX_FILTERS": "conv_filters",
+    "MNIST_MAX_LAYERS": "layers",
+    "MNIST_MAX_BATCH_SIZE": "batch_size",
+    "MNIST_MAX_UPLOAD_MB": "upload_mb",
+}
+# The LIMITS entry each cap tightens; "layers" caps dense layers and convolution blocks alike.
+_CAPPED_LIMITS = {
+    "epochs": "epochs",
+    "hidden_units": "hidden_units",
+    "conv_filters": "conv_filters",
+    "batch_size": "batch_size",
+    "hidden_layers": "layers",
+    "conv_blocks": "layers",
+}
+
+
+@dataclass(frozen=True)
+class DemoLimits:
+    """Caps a hosted demo puts on what one visitor may ask for, so nobody exhausts its memory.
+
+    A cap can only tighten the built-in `LIMITS` (a larger value counts as the built-in
+    maximum); None means no cap beyond them. Read the caps with `from_env()`, give widgets their
+    ranges with `maximum(name)`, and refuse a config above them with `check(config)`.
+    """
+
+    epochs: int | None = None  # most epochs per training
+    hidden_units: int | None = None  # most units in any dense layer
+    conv_filters: int | None = None  # most filters in any convolution block
+    layers: int | None = None  # most dense layers, and most convolution blocks
+    batch_size: int | None = None  # largest batch: activation memory grows with it
+    upload_mb: float | None = None  # largest uploaded image, megabytes (10^6 bytes)
+    problems: tuple[str, ...] = field(default=(), compare=False)  # invalid settings, ignored
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DemoLimits:
+        """The caps set in `environ` (default: the process environment), see DEMO_LIMIT_VARIABLES.
+
+        Never raises: an invalid value (not a number, below 1, not finite) leaves its cap unset
+        and adds a message naming the variable to `problems`, for the log and the UI.
+        """
+        environ = os.environ if environ is None else environ
+        caps: dict[str, float] = {}
+        problems = []
+        for variable, name in DEMO_LIMIT_VARIABLES.items():
+            text = environ.get(variable, "").strip()
+            if not text:
+                continue
+            try:
+                caps[name] = _parse_cap(name, text)
+            except ValueError as error:
+                problems.append(
+                    f"{variable}={text!r} is ignored: {error}. Fix it in the server's environment."
+                )
+        return cls(**caps, problems=tuple(problems))
+
+    def maximum(self, name: str) -> int:
+        """The largest value a visitor may choose for `name`, a capped key of `LIMITS`:
+        epochs, hidden_units, conv_filters, batch_size, hidden_layers or conv_blocks."""
+        cap = getattr(self, _CAPPED_LIMITS[name])
+        high = int(LIMITS[name][1])
+        return high if cap is None else min(int(cap), high)
+
+    @property
+    def upload_bytes(self) -> int:
+        """The largest uploaded image, bytes (`MAX_UPLOAD_BYTES` without a cap)."""
+        if self.upload_mb is None:
+            return MAX_UPLOAD_BYTES
+        return min(int(self.upload_mb * 1_000_000), MAX_UPLOAD_BYTES)
+
+    def check(self, config: TrainConfig) -> None:
+        """Raise ConfigError naming the first field of `config` above a cap, and that cap."""
+        for name in ("epochs", "batch_size"):
+            value, cap = getattr(config, name), self.maximum(name)
+            if value > cap:
+                raise ConfigError(
+                    name, f"this server allows at most {cap}, got {value}; choose {cap} or less"
+                )
+        layers = [("hidden_units", "hidden_layers", "dense layers")]
+        if config.architecture == "cnn":  # an MLP ignores its conv_filters
+            layers.append(("conv_filters", "conv_blocks", "convolution blocks"))
+        for name, count_name, kind in layers:
+            sizes, most = getattr(config, name), self.maximum(count_name)
+            if len(sizes) > most:
+                raise ConfigError(
+                    name, f"this server allows at most {most} {kind}, got {len(sizes)}; remove some"
+                )
+            cap = self.maximum(name)
+            if sizes and max(sizes) > cap:
+                raise ConfigError(
+                    name,
+                    f"this server allows at most {cap} per layer, got {max(sizes)}; "
+                    f"choose {cap} or less",
+                )
+
+    def fit(self, config: TrainConfig) -> TrainConfig:
+        """`config` with every value above a cap lowered to it, and layers beyond a cap dropped.
+
+        Presets pass through it, so they work as they are on a server with caps.
+        """
+        units, filters = self.maximum("hidden_units"), self.maximum("conv_filters")
+        return config.replace(
+            epochs=min(config.epochs, self.maximum("epochs")),
+            batch_size=min(config.batch_size, self.maximum("batch_size")),
+            hidden_units=tuple(
+                min(size, units) for size in config.hidden_units[: self.maximum("hidden_layers")]
+            ),
+            conv_filters=tuple(
+                min(size, filters) for size in config.conv_filters[: self.maximum("conv_blocks")]
+            ),
+        )
+
+    def describe(self) -> str:
+        """The training caps in one sentence, for the UI; empty when there is none.
+
+        Example: "This server limits training to 3 epochs, 64 units per dense layer and
+        batches of 256."
+        """
+        parts = []
+        if self.epochs is not None:
+            parts.append(f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}")
+        if self.hidden_units is not None:
+            parts.append(f"{self.hidden_units} units per dense layer")
+        if self.conv_filters is not None:
+            parts.append(f"{self.conv_filters} filters per convolution block")
+        if self.layers is not None:
+            parts.append(f"{self.layers} layer{'s' if self.layers != 1 else ''} of each kind")
+        if self.batch_size is not None:
+            parts.append(f"batches of {self.batch_size}")
+        if not parts:
+            return ""
+        listed = parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+        return f"This server limits training to {listed}."
+
+
+def _parse_cap(name: str, text: str) -> float:
+    """The cap `name` written as `text`, lowered to the built-in maximum; ValueError if invalid."""
+    if name == "upload_mb":
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError("it must be a number of megabytes above 0, like 2 or 0.5")
+        return min(value, MAX_UPLOAD_BYTES / 1_000_000)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError("it must be a whole number of at least 1")
+    limit = ("hidden_layers", "conv_blocks") if name == "layers" else (name,)
+    return min(value, max(int(LIMITS[key][1]) for key in limit))
+
+
 def _describe_range(name: str) -> str:
     low, high = LIMITS[name]
     return f"from {_number(low)} to {_number(high)}"
@@ -175,13 +339,13 @@ PRESETS: dict[str, TrainConfig] = {
         architecture="cnn",
         hidden_units=(128,),
         conv_filters=(32, 64),
-        dropout_rate=0.4,
+        dropout_rate=0.25,
         optimizer="adam",
         learning_rate=1e-3,
         lr_decay=True,
         batch_size=128,
-        epochs=12,
-        patience=0,
+        epochs=8,
+        patience=0,  # cosine decay ends at a learning rate of 0: the last epoch is the best
         validation_split=0.1,
         augment=False,
     ),

@@ -113,24 +113,40 @@ def gallery_figure(
 
 
 def confusion_figure(confusion: np.ndarray) -> go.Figure:
-    """The (10, 10) confusion matrix as a heatmap; rows true digits, columns predicted."""
+    """The (10, 10) confusion matrix as a heatmap; rows true digits, columns predicted.
+
+    Plotly cannot select heatmap cells, so an invisible marker sits on each cell: a click
+    anywhere in a cell selects its marker, a point with x = predicted and y = true digit.
+    """
     digits = [str(d) for d in range(10)]
     figure = go.Figure(
-        go.Heatmap(
-            z=np.log1p(confusion),
-            x=digits,
-            y=digits,
-            text=confusion,
-            texttemplate="%{text}",
-            colorscale="Blues",
-            showscale=False,
-            customdata=confusion,
-            hovertemplate="true %{y}, predicted %{x}: %{customdata} samples<extra></extra>",
-        )
+        [
+            go.Heatmap(
+                z=np.log1p(confusion),
+                x=digits,
+                y=digits,
+                text=confusion,
+                texttemplate="%{text}",
+                colorscale="Blues",
+                showscale=False,
+                hoverinfo="skip",  # the markers below show the same cell's label
+            ),
+            go.Scatter(
+                x=np.tile(digits, 10),  # (100,) row-major over the matrix
+                y=np.repeat(digits, 10),
+                customdata=confusion.ravel(),
+                mode="markers",
+                marker={"size": 1, "opacity": 0},
+                hovertemplate="true %{y}, predicted %{x}: %{customdata} samples<extra></extra>",
+                showlegend=False,
+            ),
+        ]
     )
     figure.update_layout(
-        xaxis={"title": "predicted digit", "side": "top", "type": "category"},
-        yaxis={"title": "true digit", "autorange": "reversed", "type": "category"},
+        # Fixed ranges: the markers must not pad the axes, or cells and markers drift apart.
+        xaxis={"title": "predicted digit", "side": "top", "type": "category", "range": [-0.5, 9.5]},
+        yaxis={"title": "true digit", "type": "category", "range": [9.5, -0.5]},
+        hoverdistance=-1,  # the nearest marker, i.e. the cell under the pointer, at any distance
         height=460,
         margin={"l": 50, "r": 10, "t": 60, "b": 10},
     )

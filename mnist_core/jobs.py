@@ -110,9 +110,9 @@ class TrainingJob:
 
     def _run(self) -> None:
         try:
+            data = self.load_data()  # first: a missing data set is reported in milliseconds
             from mnist_core.train import train
 
-            data = self.load_data()
             result = train(self.config, data, self._on_progress, self._stop.is_set)
             outcome = self.on_done(result) if self.on_done is not None else None
             with self._lock:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from scipy import ndimage
 
+from mnist_core.config import MAX_UPLOAD_BYTES
 from mnist_core.errors import ImageError
 
 MNIST_SIZE = 28  # side of the output frame, pixels
@@ -330,7 +331,9 @@ def _centre(scaled: np.ndarray) -> np.ndarray:
     return centred
 
 
-def load_image(data: bytes, max_bytes: int = 5_000_000, max_pixels: int = 4_000_000) -> np.ndarray:
+def load_image(
+    data: bytes, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = 4_000_000
+) -> np.ndarray:
     """Decode an uploaded PNG, JPEG, GIF, BMP or WebP file into an array for `to_mnist`.
 
     Size limits are checked on the raw bytes and on the image header before any pixel is

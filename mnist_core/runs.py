@@ -2,8 +2,12 @@
 
 Layout: one folder per run under the store's root (`MNIST_RUNS_DIR`, default `runs/`):
 `config.json`, `history.json`, `metrics.json` and `model.keras`. A run is written under a
-hidden temporary name and renamed into place when complete, so a crash mid-save never leaves a
-run that lists but cannot load, and two processes saving at once never collide.
+hidden temporary name (`.tmp-*`) and renamed into place when complete, so a crash mid-save never
+leaves a run that lists but cannot load, and two processes saving at once never collide. What a
+killed process leaves behind is never listed, and removed an hour later (`RunStore.clean`).
+
+Models are loaded in Keras safe mode, after checking that their architecture holds no Python
+code (Lambda layers, classes from outside Keras): a model file can never run code here.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import re
 import secrets
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +36,9 @@ PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")
 _TEMP_PREFIX = ".tmp-"
+# Leftovers of interrupted saves older than this are removed: a save takes seconds.
+STALE_TEMP_SECONDS = 3600.0
+_MAX_CONFIG_BYTES = 10_000_000  # a model's architecture is kilobytes of JSON
 
 
 @dataclass(frozen=True)
@@ -112,7 +120,8 @@ class RunStore:
         config: TrainConfig = result.config
         run_id = _new_run_id(config.architecture)
         self.root.mkdir(parents=True, exist_ok=True)
-        temp = self.root / f"{_TEMP_PREFIX}{run_id}"
+        # Unique even if another process draws the same run id in the same second.
+        temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
         temp.mkdir()
         try:
             evaluation = result.evaluation
@@ -141,15 +150,31 @@ class RunStore:
             np.save(temp / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
             result.model.save(temp / "model.keras")
             _fsync_dir(temp)
-            os.rename(temp, self.root / run_id)
+            run_id = self._move_into_place(temp, run_id, config.architecture)
             _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise
         return run_id
 
+    def _move_into_place(self, temp: Path, run_id: str, architecture: str) -> str:
+        """Rename the complete `temp` folder to its run id; a new id if that one is taken."""
+        for _ in range(10):
+            try:
+                os.rename(temp, self.root / run_id)
+                return run_id
+            except OSError:
+                if not (self.root / run_id).exists():
+                    raise
+                run_id = _new_run_id(architecture)  # another process took the same id
+        raise ModelError(f"cannot find a free run id in {self.root}; try again")
+
     def list(self) -> list[RunInfo]:
-        """Every complete run, newest first. Incomplete or unreadable folders are skipped."""
+        """Every complete run, newest first. Incomplete or unreadable folders are skipped.
+
+        Stale leftovers of interrupted saves are removed on the way (see `clean`).
+        """
+        self.clean()
         runs = []
         for folder in (self.root, self.bundled):
             if folder is None or not folder.is_dir():
@@ -163,6 +188,31 @@ class RunStore:
         return sorted(
             runs, key=lambda run: (run.metrics.get("created", ""), run.run_id), reverse=True
         )
+
+    def clean(self, max_age: float = STALE_TEMP_SECONDS) -> list[str]:
+        """Remove the `.tmp-*` leftovers of killed saves and deletions older than `max_age`
+        seconds (by modification time); return their names.
+
+        A save in progress keeps its temporary folder fresh, so it is never touched.
+        """
+        try:
+            entries = [path for path in self.root.iterdir() if path.name.startswith(_TEMP_PREFIX)]
+        except OSError:  # no store yet, or not readable: nothing to clean
+            return []
+        removed = []
+        now = time.time()
+        for path in entries:
+            try:
+                if now - path.lstat().st_mtime < max_age:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except OSError:  # removed by another process meanwhile, or not ours to remove
+                continue
+            removed.append(path.name)
+        return removed
 
     def get(self, run_id: str) -> RunInfo:
         """The run `run_id`; raises ModelError when it does not exist or is damaged."""
@@ -229,23 +279,34 @@ class RunStore:
 
 
 def load_model_file(path: str | os.PathLike[str]) -> Any:
-    """Load a `.keras` or `.h5` model in Keras safe mode; raises ModelError on any failure.
+    """Load a `.keras` or `.h5` model without running any code stored in it.
 
-    The model must map `(N, 28, 28)` images to `(N, 10)` probabilities.
+    The architecture is read first and refused if it holds Python code (a Lambda layer, a
+    class from outside Keras); then Keras loads it in safe mode. The model must map
+    `(N, 28, 28)` images to `(N, 10)` probabilities.
+
+    Raises:
+        ModelError: the file is missing, corrupt, not a Keras model, holds code, or has other
+            input or output shapes. The message says what to do.
     """
-    import keras  # here, not at module level: listing runs must not pay for TensorFlow
-
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist")
+    code = _code_in(_model_config(path))
+    if code is not None:
+        raise ModelError(
+            f"model {path.name!r} contains {code}; it was not loaded, because loading it could "
+            "run code from the file. Use a model saved by this tool"
+        )
+    import keras  # here, not at module level: listing runs must not pay for TensorFlow
+
     try:
-        if path.suffix == ".h5":
-            model = keras.models.load_model(path, compile=False)
-        else:
-            model = keras.models.load_model(path, compile=False, safe_mode=True)
+        # safe_mode also covers legacy .h5 files in Keras 3: Lambda layers are refused there too.
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelError(
-            f"cannot load model {path.name!r}: {error}. Use a .keras file saved by this tool"
+            f"cannot load model {path.name!r}: {_first_line(error)}. "
+            "Use a .keras file saved by this tool"
         ) from error
     if tuple(model.input_shape[1:]) != (28, 28) or tuple(model.output_shape[1:]) != (10,):
         raise ModelError(
@@ -253,6 +314,67 @@ def load_model_file(path: str | os.PathLike[str]) -> Any:
             "expected (None, 28, 28) images to (None, 10) probabilities"
         )
     return model
+
+
+def _model_config(path: Path) -> Any:
+    """The architecture stored in a `.keras` (config.json) or `.h5` (model_config) file."""
+    try:
+        if path.suffix == ".h5":
+            import h5py  # comes with Keras
+
+            with h5py.File(path, "r") as handle:
+                text = handle.attrs.get("model_config")
+            if text is None:
+                raise ModelError(
+                    f"model {path.name!r} holds weights but no architecture; "
+                    "save the whole model (model.save) and load that"
+                )
+        else:
+            with zipfile.ZipFile(path) as archive:
+                info = archive.getinfo("config.json")
+                if info.file_size > _MAX_CONFIG_BYTES:
+                    raise ModelError(f"model {path.name!r} has an implausibly large architecture")
+                text = archive.read(info)
+        return json.loads(text)
+    except ModelError:
+        raise
+    except Exception as error:  # noqa: BLE001 - zipfile, h5py and json raise many types
+        kind = "an .h5 (HDF5)" if path.suffix == ".h5" else "a .keras"
+        raise ModelError(
+            f"cannot load model {path.name!r}: it is not {kind} model file, or it is damaged "
+            f"({_first_line(error)}). Use a .keras file saved by this tool"
+        ) from error
+
+
+def _code_in(config: Any) -> str | None:
+    """What in a model's architecture would run Python code on loading, or None.
+
+    Refused: Lambda layers (their function is stored as Python bytecode) and any object
+    from a module outside Keras or registered by a package (custom classes and functions).
+    """
+    pending = [config]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            class_name = item.get("class_name")
+            if class_name in ("Lambda", "__lambda__") or item.get("function_type") == "lambda":
+                return "a Lambda layer (Python code)"
+            module, registered = item.get("module"), item.get("registered_name")
+            if isinstance(module, str) and module != "keras" and not module.startswith("keras."):
+                return f"{class_name!r} from the module {module!r} (custom code)"
+            if isinstance(registered, str) and ">" in registered:
+                return f"the custom object {registered!r} (custom code)"
+            pending.extend(item.values())
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error message, shortened: Keras appends whole configs to some."""
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _new_run_id(architecture: str) -> str:

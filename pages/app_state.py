@@ -5,12 +5,16 @@ Nothing here imports TensorFlow at module level: the home page uses it and must 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+# Imported here, before any page runs: plotly looks pandas up in sys.modules without importing
+# it, so a page building a figure while another script thread is still importing pandas (the
+# home page's table, then a quick click to Results) crashed on a half-initialised module.
+import pandas  # noqa: F401
 import streamlit as st
 
+from mnist_core.config import DemoLimits
 from mnist_core.data import MnistData, describe_source, load_mnist
 from mnist_core.errors import MnistCoreError, ModelError
 from mnist_core.jobs import TrainingSlot
@@ -108,13 +112,28 @@ def remember_job(job_id: str) -> None:
     st.query_params[JOB_QUERY_PARAM] = job_id
 
 
-def demo_limit(name: str, default: int) -> int:
-    """A cap a hosted demo sets through the environment (e.g. MNIST_MAX_EPOCHS=30)."""
-    value = os.environ.get(f"MNIST_MAX_{name.upper()}")
-    try:
-        return max(1, min(default, int(value))) if value else default
-    except ValueError:
-        return default
+def demo_limits() -> DemoLimits:
+    """The caps a hosted demo sets through the environment (MNIST_MAX_EPOCHS, ...).
+
+    Invalid settings are ignored, never fatal: each is shown as a warning on the page.
+    """
+    limits = DemoLimits.from_env()
+    for problem in limits.problems:
+        st.warning(problem, icon=":material/warning:")
+    return limits
+
+
+def forget_vanished_run(key: str, runs: list[RunInfo]) -> None:
+    """If the run picked in the widget `key` no longer exists (another session deleted it),
+    say so and let the widget fall back to another run."""
+    chosen = st.session_state.get(key)
+    if chosen is not None and chosen not in {run.run_id for run in runs}:
+        st.warning(
+            f"Run `{chosen}` no longer exists: it was deleted, perhaps in another window. "
+            "Showing another run.",
+            icon=":material/warning:",
+        )
+        del st.session_state[key]
 
 
 def page_path(name: str) -> Path:

@@ -109,6 +109,7 @@ def downloads(run) -> None:
 
 st.title("Results")
 runs = app_state.list_runs()
+app_state.forget_vanished_run("results_run", runs)
 if not runs:
     st.info("No runs yet: train a model first.")
     st.page_link(

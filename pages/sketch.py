@@ -13,7 +13,6 @@ from pages import app_state
 CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
 DRAWING = "sketch_drawing"  # the latest canvas image, (280, 280, 4) uint8; tests inject it here
 CANVAS_VERSION = "sketch_canvas_version"  # changing the canvas key clears it
-MAX_UPLOAD_BYTES = app_state.demo_limit("upload_bytes", 5_000_000)
 
 
 def clear_canvas() -> None:
@@ -24,6 +23,7 @@ def clear_canvas() -> None:
 def pick_model():
     """The model picker (default: the session's active model); the run, or None."""
     runs = app_state.list_runs()
+    app_state.forget_vanished_run("sketch_model", runs)
     if not runs:
         st.info("No model yet: train one on the Train page.")
         return None
@@ -66,6 +66,7 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
 
 st.title("Sketch")
 st.caption("Draw a digit with the mouse (or a finger); the prediction follows every stroke.")
+max_upload_bytes = app_state.demo_limits().upload_bytes
 run = pick_model()
 if run is not None:
     try:
@@ -99,13 +100,13 @@ if run is not None:
 
     with upload_tab:
         upload = st.file_uploader(
-            "A photo or scan of one digit (PNG or JPEG)",
+            f"A photo or scan of one digit (PNG or JPEG, up to {max_upload_bytes / 1e6:g} MB)",
             type=["png", "jpg", "jpeg", "gif", "bmp", "webp"],
             key="sketch_upload",
         )
         if upload is not None:
             try:
-                image = load_image(upload.getvalue(), max_bytes=MAX_UPLOAD_BYTES)
+                image = load_image(upload.getvalue(), max_bytes=max_upload_bytes)
             except ImageError as error:
                 app_state.show_error(error)
             else:

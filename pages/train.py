@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from mnist_core.config import LIMITS, PRESETS, TrainConfig, parse_sizes
+from mnist_core.config import LIMITS, PRESETS, DemoLimits, TrainConfig, parse_sizes
 from mnist_core.errors import ConfigError
 from mnist_core.figures import history_figure
 from pages import app_state
@@ -14,12 +14,17 @@ if TYPE_CHECKING:
 
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
-MAX_EPOCHS = app_state.demo_limit("epochs", int(LIMITS["epochs"][1]))
 
 
-def apply_preset() -> None:
-    """Fill every widget with the chosen preset's values."""
-    preset = PRESETS[st.session_state["train_preset"]]
+def batch_sizes(limits: DemoLimits) -> list[int]:
+    """The batch-size choices up to this server's cap, the cap itself included."""
+    cap = limits.maximum("batch_size")
+    return sorted({size for size in BATCH_SIZES if size <= cap} | {cap})
+
+
+def apply_preset(limits: DemoLimits) -> None:
+    """Fill every widget with the chosen preset's values, lowered to this server's caps."""
+    preset = limits.fit(PRESETS[st.session_state["train_preset"]])
     st.session_state.update(
         {
             "train_architecture": preset.architecture,
@@ -30,7 +35,7 @@ def apply_preset() -> None:
             "train_learning_rate": preset.learning_rate,
             "train_lr_decay": preset.lr_decay,
             "train_batch_size": preset.batch_size,
-            "train_epochs": min(preset.epochs, MAX_EPOCHS),
+            "train_epochs": preset.epochs,
             "train_patience": preset.patience,
             "train_validation_split": preset.validation_split,
             "train_seed": preset.seed,
@@ -39,18 +44,20 @@ def apply_preset() -> None:
     )
 
 
-def settings_form() -> TrainConfig | None:
-    """The settings widgets; the config they describe, or None after showing why it is invalid."""
+def settings_form(limits: DemoLimits) -> TrainConfig | None:
+    """The settings widgets; the config they describe, or None after showing why it is invalid
+    (or above this server's caps)."""
     st.selectbox(
         "Preset",
         list(PRESETS),
         key="train_preset",
         on_change=apply_preset,
+        args=(limits,),
         format_func=lambda name: {"mlp": "mlp: the original recipe", "cnn": "cnn: convnet"}[name],
         help="Fills in every setting below; change any of them afterwards.",
     )
     if "train_architecture" not in st.session_state:
-        apply_preset()
+        apply_preset(limits)
     left, middle, right = st.columns(3)
     architecture = left.radio("Architecture", ["mlp", "cnn"], key="train_architecture")
     left.text_input(
@@ -70,9 +77,13 @@ def settings_form() -> TrainConfig | None:
         "Learning rate", LEARNING_RATES, key="train_learning_rate", format_func=lambda v: f"{v:g}"
     )
     middle.toggle("Cosine learning-rate decay", key="train_lr_decay")
-    middle.select_slider("Batch size", BATCH_SIZES, key="train_batch_size")
+    middle.select_slider("Batch size", batch_sizes(limits), key="train_batch_size")
     middle.toggle("Augment (shift, rotate, zoom)", key="train_augment")
-    right.slider("Epochs", 1, MAX_EPOCHS, key="train_epochs")
+    max_epochs = limits.maximum("epochs")
+    if max_epochs > 1:
+        right.slider("Epochs", 1, max_epochs, key="train_epochs")
+    else:  # a slider needs two different ends
+        right.select_slider("Epochs", [1], key="train_epochs")
     right.slider(
         "Early-stopping patience",
         0,
@@ -89,7 +100,7 @@ def settings_form() -> TrainConfig | None:
     )
     right.number_input("Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed")
     try:
-        return TrainConfig.preset(
+        config = TrainConfig.preset(
             st.session_state["train_preset"],
             architecture=architecture,
             hidden_units=parse_sizes("hidden_units", st.session_state["train_hidden_units"]),
@@ -105,6 +116,8 @@ def settings_form() -> TrainConfig | None:
             seed=int(st.session_state["train_seed"]),
             augment=st.session_state["train_augment"],
         )
+        limits.check(config)
+        return config
     except ConfigError as error:
         app_state.show_error(error)
         return None
@@ -148,11 +161,12 @@ def show_job(slot: "TrainingSlot", follow: bool) -> None:
         return
     if follow:
         st.rerun()  # the job just ended: redraw the whole page (summary, sidebar model)
+    if not mine:
+        return  # another visitor's run: its outcome is theirs to see
     if snapshot["state"] == "failed":
         st.error(f"Training failed: {snapshot['error']}")
         return
-    if mine:
-        show_summary(job, snapshot["outcome"], job_id)
+    show_summary(job, snapshot["outcome"], job_id)
 
 
 def show_summary(job: "TrainingJob", run_id: str, job_id: str) -> None:
@@ -183,8 +197,11 @@ def format_seconds(seconds: float) -> str:
 
 
 st.title("Train")
+limits = app_state.demo_limits()
+if limits.describe():
+    st.caption(limits.describe(), help="Caps set by whoever runs this server, for its memory.")
 slot = app_state.training_slot()
-config = settings_form()
+config = settings_form(limits)
 busy = slot.job is not None and slot.job.running
 if st.button("Train", key="train_start", type="primary", disabled=config is None or busy):
     job_id = app_state.start_training(config)

@@ -6,8 +6,10 @@ import base64
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -185,9 +187,198 @@ def test_train_one_epoch_completes_and_saves_a_run(app_env: Path) -> None:
     assert at.session_state["active_run"] == run_id
 
 
-def test_train_rejects_invalid_layer_sizes(app_env: Path) -> None:
+@pytest.mark.parametrize(
+    ("sizes", "message"),
+    [
+        ("256, many", "hidden_units: expected whole numbers separated by commas"),
+        ("10000000", "hidden_units: must be from 1 to 2048, got 10000000"),
+    ],
+)
+def test_train_rejects_invalid_layer_sizes(app_env: Path, sizes: str, message: str) -> None:
     at = page("train").run()
-    at.text_input(key="train_hidden_units").input("256, many").run()
+    at.text_input(key="train_hidden_units").input(sizes).run()
     assert not at.exception
-    assert at.error and at.error[0].value.startswith("hidden_units:")
+    assert at.error and at.error[0].value.startswith(message)
     assert at.button(key="train_start").disabled
+
+
+# --- reliability: no data, deleted runs, busy server, hostile uploads, a hosted demo's caps ---
+
+
+def test_train_and_results_without_mnist_show_how_to_fix_it(
+    app_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "gone" / "mnist.npz"
+    monkeypatch.setenv("MNIST_PATH", str(missing))
+
+    results = page("results").run()
+    assert not results.exception
+    (error,) = results.error
+    assert f"{missing} (from MNIST_PATH) does not exist" in error.value
+    assert "Set MNIST_PATH" in error.value
+
+    train = page("train").run()
+    train.slider(key="train_epochs").set_value(1)
+    train.button(key="train_start").click().run()
+    deadline = time.monotonic() + 60
+    while not train.error and time.monotonic() < deadline:
+        time.sleep(0.2)
+        train.run()
+    assert not train.exception
+    assert [e.value for e in train.error] == [f"Training failed: {error.value}"]
+    assert not list(app_env.glob(".tmp-*"))  # nothing was trained or half-saved
+
+
+@pytest.fixture
+def two_runs(app_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A store with a trained run and an older copy of it: (newest id, older id)."""
+    from mnist_core.runs import RunStore
+
+    folder = tmp_path / "runs"
+    newest = RunStore(app_env).list()[-1].run_id
+    older = "20200101-000000-mlp-0a0b0c"
+    shutil.copytree(app_env / newest, folder / newest)
+    shutil.copytree(app_env / newest, folder / older)
+    metrics = json.loads((folder / older / "metrics.json").read_text())
+    (folder / older / "metrics.json").write_text(json.dumps({**metrics, "created": "2020"}))
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(folder))
+    return newest, older
+
+
+@pytest.mark.parametrize(
+    ("name", "picker"), [("results", "results_run"), ("sketch", "sketch_model")]
+)
+def test_a_run_deleted_while_a_session_views_it(
+    two_runs: tuple[str, str], name: str, picker: str
+) -> None:
+    from mnist_core.runs import RunStore
+
+    newest, older = two_runs
+    at = page(name).run()
+    at.selectbox(key=picker).set_value(older).run()
+    assert not at.exception and at.selectbox(key=picker).value == older
+
+    RunStore().delete(older)  # another session (or the command line) deletes it
+    at.run()
+
+    assert not at.exception
+    assert [w.value for w in at.warning] == [
+        f"Run `{older}` no longer exists: it was deleted, perhaps in another window. "
+        "Showing another run."
+    ]
+    assert at.selectbox(key=picker).value == newest
+    assert len(at.selectbox(key=picker).options) == 1
+
+
+def test_a_second_visitor_is_told_to_wait_while_one_trains(app_env: Path) -> None:
+    from mnist_core.config import TrainConfig
+    from mnist_core.errors import DataError
+    from pages import app_state
+
+    release = threading.Event()
+
+    def held_data():
+        release.wait(60)
+        raise DataError("released by the test")
+
+    slot = app_state.training_slot()  # the one every session of this process shares
+    assert slot.start(TrainConfig(), held_data) is not None  # the first visitor's job
+    try:
+        at = page("train").run()
+        assert not at.exception
+        assert "Another visitor is training a model; yours can start when it finishes." in [
+            info.value for info in at.info
+        ]
+        assert at.button(key="train_start").disabled
+        assert [b for b in at.button if b.key == "train_stop"] == []  # not theirs to stop
+        assert slot.start(TrainConfig(epochs=1), held_data) is None
+    finally:
+        release.set()
+        slot.job.join(timeout=30)
+    at.run()
+    assert not at.exception and not at.error  # the other visitor's failure is theirs to see
+    assert not at.button(key="train_start").disabled
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_sketch_refuses_hostile_uploads_and_keeps_working(
+    app_env: Path, mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.test_preprocess import png_header_only
+
+    monkeypatch.setenv("MNIST_MAX_UPLOAD_MB", "0.05")
+    at = page("sketch")
+    at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])
+    at.run()
+    uploader = at.file_uploader(key="sketch_upload")
+    assert uploader.label == "A photo or scan of one digit (PNG or JPEG, up to 0.05 MB)"
+    noise = np.random.default_rng(0).integers(0, 256, (300, 300), dtype=np.uint8)  # 90 kB
+    uploads = {
+        "big.png": (png_bytes(noise), "too large. Upload a PNG or JPEG under 0.05 MB"),
+        "bomb.png": (png_header_only(30_000, 30_000), "too many pixels"),
+        "cut.png": (png_bytes(noise[:100])[:5_000], "truncated or corrupt"),
+        "notes.png": (b"just text", "not a PNG, JPEG, GIF, BMP or WebP image"),
+    }
+    for file_name, (content, message) in uploads.items():
+        at.file_uploader(key="sketch_upload").upload(file_name, content, "image/png").run()
+        assert not at.exception, file_name
+        assert len(at.error) == 1 and message in at.error[0].value, file_name
+        # The drawing tab still predicts: one refused upload does not break the page.
+        assert [m.value for m in at.metric if m.label == "Prediction"] == ["7"], file_name
+
+
+def test_train_page_shows_and_applies_the_servers_caps(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "3")
+    monkeypatch.setenv("MNIST_MAX_UNITS", "64")
+    monkeypatch.setenv("MNIST_MAX_BATCH_SIZE", "100")
+    monkeypatch.setenv("MNIST_MAX_FILTERS", "lots")
+
+    at = page("train").run()
+
+    assert not at.exception
+    epochs = at.slider(key="train_epochs")
+    assert (epochs.min, epochs.max, epochs.value) == (1, 3, 3)
+    assert (
+        "This server limits training to 3 epochs, 64 units per dense layer and batches of 100."
+        in [caption.value for caption in at.caption]
+    )
+    batch = at.select_slider(key="train_batch_size")
+    assert (batch.options, batch.value) == (["16", "32", "64", "100"], 100)
+    assert at.text_input(key="train_hidden_units").value == "64, 64"
+    assert [w.value for w in at.warning] == [
+        "MNIST_MAX_FILTERS='lots' is ignored: it must be a whole number of at least 1. "
+        "Fix it in the server's environment."
+    ]
+    assert not at.error and not at.button(key="train_start").disabled
+
+    at.text_input(key="train_hidden_units").input("128").run()
+    assert [e.value for e in at.error] == [
+        "hidden_units: this server allows at most 64 per layer, got 128; choose 64 or less"
+    ]
+    assert at.button(key="train_start").disabled
+
+
+def test_train_page_without_caps_has_no_caption(app_env: Path) -> None:
+    at = page("train").run()
+    assert not at.exception
+    assert at.slider(key="train_epochs").max == 200
+    assert not [c for c in at.caption if c.value.startswith("This server limits")]
+
+
+def test_train_page_with_a_one_epoch_cap(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "1")  # too few for a slider, which needs two ends
+
+    at = page("train").run()
+
+    assert not at.exception
+    epochs = at.select_slider(key="train_epochs")
+    assert (epochs.options, epochs.value) == (["1"], 1)
+    assert "This server limits training to 1 epoch." in [c.value for c in at.caption]
+    assert not at.button(key="train_start").disabled

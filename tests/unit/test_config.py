@@ -1,14 +1,26 @@
-"""Tests for mnist_core.config: the presets, every validation rule and its message, round trips."""
+"""Tests for mnist_core.config: the presets, every validation rule and its message, round trips,
+and the caps of a hosted demo (DemoLimits)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from mnist_core.config import LIMITS, PRESETS, TrainConfig, parse_sizes
+from mnist_core.config import (
+    DEMO_LIMIT_VARIABLES,
+    LIMITS,
+    MAX_UPLOAD_BYTES,
+    PRESETS,
+    DemoLimits,
+    TrainConfig,
+    parse_sizes,
+)
 from mnist_core.errors import ConfigError, MnistCoreError
 
 
@@ -39,9 +51,9 @@ def test_cnn_preset_fields() -> None:
     assert config.architecture == "cnn"
     assert config.conv_filters == (32, 64)
     assert config.hidden_units == (128,)
-    assert config.dropout_rate == 0.4
+    assert config.dropout_rate == 0.25
     assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 1e-3, True)
-    assert (config.batch_size, config.epochs, config.patience) == (128, 12, 0)
+    assert (config.batch_size, config.epochs, config.patience) == (128, 8, 0)
     assert config.validation_split == 0.1
     assert config.augment is False
     assert sorted(PRESETS) == ["cnn", "mlp"]
@@ -73,41 +85,58 @@ NAN = math.nan
         ("architecture", "rnn", "must be one of ['mlp', 'cnn'], got 'rnn'"),
         ("architecture", None, "must be one of ['mlp', 'cnn'], got None"),
         ("optimizer", "adagrad", "must be one of ['adam', 'sgd', 'rmsprop'], got 'adagrad'"),
+        ("optimizer", 3, "must be one of ['adam', 'sgd', 'rmsprop'], got 3"),
         ("hidden_units", [256, 128], "must be a list of whole numbers, got [256, 128]"),
+        ("hidden_units", "256", "must be a list of whole numbers, got '256'"),
+        ("hidden_units", None, "must be a list of whole numbers, got None"),
         ("hidden_units", (0,), "must be from 1 to 2048, got 0"),
+        ("hidden_units", (-5,), "must be from 1 to 2048, got -5"),
         ("hidden_units", (10**7,), "must be from 1 to 2048, got 10000000"),
         ("hidden_units", (256, 128.0), "must be a whole number from 1 to 2048, got 128.0"),
         ("hidden_units", (True,), "must be a whole number from 1 to 2048, got True"),
         ("hidden_units", (8, 8, 8, 8, 8), "must have from 1 to 4 entries, got 5"),
         ("conv_filters", (), "must have from 1 to 3 entries, got 0"),
         ("conv_filters", (32, 257), "must be from 1 to 256, got 257"),
+        ("conv_filters", (-1,), "must be from 1 to 256, got -1"),
+        ("conv_filters", (NAN,), "must be a whole number from 1 to 256, got nan"),
+        ("conv_filters", [32], "must be a list of whole numbers, got [32]"),
         ("dropout_rate", 0.95, "must be from 0 to 0.9, got 0.95"),
         ("dropout_rate", -0.1, "must be from 0 to 0.9, got -0.1"),
         ("dropout_rate", NAN, "must be from 0 to 0.9, got nan"),
+        ("dropout_rate", math.inf, "must be from 0 to 0.9, got inf"),
         ("dropout_rate", "0.4", "must be a number from 0 to 0.9, got '0.4'"),
         ("dropout_rate", True, "must be a number from 0 to 0.9, got True"),
         ("learning_rate", 0.0, "must be from 1e-06 to 1, got 0.0"),
         ("learning_rate", 2.0, "must be from 1e-06 to 1, got 2.0"),
         ("learning_rate", math.inf, "must be from 1e-06 to 1, got inf"),
         ("learning_rate", NAN, "must be from 1e-06 to 1, got nan"),
+        ("learning_rate", -1e-3, "must be from 1e-06 to 1, got -0.001"),
         ("batch_size", 0, "must be from 1 to 4096, got 0"),
+        ("batch_size", -1, "must be from 1 to 4096, got -1"),
         ("batch_size", 10**6, "must be from 1 to 4096, got 1000000"),
         ("batch_size", 128.0, "must be a whole number from 1 to 4096, got 128.0"),
         ("batch_size", True, "must be a whole number from 1 to 4096, got True"),
         ("batch_size", "128", "must be a whole number from 1 to 4096, got '128'"),
         ("epochs", 0, "must be from 1 to 200, got 0"),
+        ("epochs", -5, "must be from 1 to 200, got -5"),
         ("epochs", 10**5, "must be from 1 to 200, got 100000"),
         ("epochs", NAN, "must be a whole number from 1 to 200, got nan"),
         ("epochs", False, "must be a whole number from 1 to 200, got False"),
         ("patience", -1, "must be from 0 to 50, got -1"),
         ("patience", 51, "must be from 0 to 50, got 51"),
+        ("patience", 1.5, "must be a whole number from 0 to 50, got 1.5"),
         ("validation_split", 0.6, "must be from 0 to 0.5, got 0.6"),
+        ("validation_split", -0.1, "must be from 0 to 0.5, got -0.1"),
         ("validation_split", NAN, "must be from 0 to 0.5, got nan"),
+        ("validation_split", math.inf, "must be from 0 to 0.5, got inf"),
         ("validation_split", None, "must be a number from 0 to 0.5, got None"),
         ("seed", -1, "must be from 0 to 2147483647, got -1"),
         ("seed", 2**31, "must be from 0 to 2147483647, got 2147483648"),
+        ("seed", "42", "must be a whole number from 0 to 2147483647, got '42'"),
+        ("seed", NAN, "must be a whole number from 0 to 2147483647, got nan"),
         ("augment", 1, "must be true or false, got 1"),
         ("lr_decay", "yes", "must be true or false, got 'yes'"),
+        ("augment", None, "must be true or false, got None"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_field(
@@ -220,3 +249,180 @@ def test_parse_sizes_rejects_non_numbers_naming_the_field() -> None:
 
     assert info.value.field == "conv_filters"
     assert "whole numbers separated by commas" in str(info.value)
+
+
+# --- DemoLimits: the caps of a hosted demo ---
+
+
+def test_no_variables_no_caps() -> None:
+    limits = DemoLimits.from_env({})
+
+    assert limits == DemoLimits()
+    assert limits.problems == ()
+    assert limits.describe() == ""
+    assert limits.upload_bytes == MAX_UPLOAD_BYTES == 5_000_000
+    for name in ("epochs", "hidden_units", "conv_filters", "batch_size"):
+        assert limits.maximum(name) == LIMITS[name][1]
+    assert (limits.maximum("hidden_layers"), limits.maximum("conv_blocks")) == (4, 3)
+    limits.check(TrainConfig(epochs=200, batch_size=4096, hidden_units=(2048,) * 4))
+
+
+def test_every_variable_is_read() -> None:
+    environ = {
+        "MNIST_MAX_EPOCHS": "3",
+        "MNIST_MAX_UNITS": " 64 ",
+        "MNIST_MAX_FILTERS": "16",
+        "MNIST_MAX_LAYERS": "2",
+        "MNIST_MAX_BATCH_SIZE": "256",
+        "MNIST_MAX_UPLOAD_MB": "0.5",
+        "MNIST_PATH": "/ignored",
+    }
+
+    limits = DemoLimits.from_env(environ)
+
+    assert sorted(DEMO_LIMIT_VARIABLES) == sorted(k for k in environ if k != "MNIST_PATH")
+    assert limits == DemoLimits(
+        epochs=3, hidden_units=64, conv_filters=16, layers=2, batch_size=256, upload_mb=0.5
+    )
+    assert limits.problems == ()
+    assert [limits.maximum(name) for name in ("epochs", "hidden_units", "conv_filters")] == [
+        3,
+        64,
+        16,
+    ]
+    assert (limits.maximum("hidden_layers"), limits.maximum("conv_blocks")) == (2, 2)
+    assert limits.maximum("batch_size") == 256
+    assert limits.upload_bytes == 500_000
+    assert limits.describe() == (
+        "This server limits training to 3 epochs, 64 units per dense layer, 16 filters per "
+        "convolution block, 2 layers of each kind and batches of 256."
+    )
+
+
+def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "1")
+
+    assert DemoLimits.from_env().epochs == 1
+    assert DemoLimits.from_env().describe() == "This server limits training to 1 epoch."
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MNIST_MAX_EPOCHS", "lots", "it must be a whole number of at least 1"),
+        ("MNIST_MAX_EPOCHS", "0", "it must be a whole number of at least 1"),
+        ("MNIST_MAX_UNITS", "-64", "it must be a whole number of at least 1"),
+        ("MNIST_MAX_BATCH_SIZE", "2.5", "it must be a whole number of at least 1"),
+        ("MNIST_MAX_UPLOAD_MB", "nan", "it must be a number of megabytes above 0"),
+        ("MNIST_MAX_UPLOAD_MB", "inf", "it must be a number of megabytes above 0"),
+        ("MNIST_MAX_UPLOAD_MB", "0", "it must be a number of megabytes above 0"),
+        ("MNIST_MAX_UPLOAD_MB", "5MB", "it must be a number of megabytes above 0"),
+    ],
+)
+def test_invalid_values_are_ignored_with_a_message(
+    variable: str, value: str, expected: str
+) -> None:
+    limits = DemoLimits.from_env({variable: value, "MNIST_MAX_LAYERS": "2"})
+
+    name = DEMO_LIMIT_VARIABLES[variable]
+    assert getattr(limits, name) is None  # ignored: no cap rather than a crash
+    assert limits.problems == (
+        f"{variable}={value!r} is ignored: {expected}"
+        + (", like 2 or 0.5" if name == "upload_mb" else "")
+        + ". Fix it in the server's environment.",
+    )
+    assert limits.layers == 2  # the valid variable still counts
+
+
+def test_caps_above_the_built_in_limits_change_nothing() -> None:
+    limits = DemoLimits.from_env(
+        {"MNIST_MAX_EPOCHS": "100000", "MNIST_MAX_UNITS": "10000000", "MNIST_MAX_UPLOAD_MB": "900"}
+    )
+
+    assert limits.maximum("epochs") == 200
+    assert limits.maximum("hidden_units") == 2048
+    assert limits.upload_bytes == MAX_UPLOAD_BYTES
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"epochs": 4}, "epochs", "this server allows at most 3, got 4; choose 3 or less"),
+        (
+            {"batch_size": 512},
+            "batch_size",
+            "this server allows at most 256, got 512; choose 256 or less",
+        ),
+        (
+            {"hidden_units": (64, 65)},
+            "hidden_units",
+            "this server allows at most 64 per layer, got 65; choose 64 or less",
+        ),
+        (
+            {"hidden_units": (8, 8, 8)},
+            "hidden_units",
+            "this server allows at most 2 dense layers, got 3; remove some",
+        ),
+        (
+            {"architecture": "cnn", "conv_filters": (16, 32)},
+            "conv_filters",
+            "this server allows at most 16 per layer, got 32; choose 16 or less",
+        ),
+        (
+            {"architecture": "cnn", "conv_filters": (8, 8, 8)},
+            "conv_filters",
+            "this server allows at most 2 convolution blocks, got 3; remove some",
+        ),
+    ],
+)
+def test_check_names_the_field_and_the_cap(changes: dict, field: str, message: str) -> None:
+    limits = DemoLimits(epochs=3, hidden_units=64, conv_filters=16, layers=2, batch_size=256)
+    allowed = TrainConfig(epochs=3, batch_size=256, hidden_units=(64, 64), conv_filters=(16,))
+    limits.check(allowed)
+
+    with pytest.raises(ConfigError) as info:
+        limits.check(allowed.replace(**changes))
+
+    assert info.value.field == field
+    assert str(info.value) == f"{field}: {message}"
+
+
+def test_an_mlp_is_not_checked_for_its_unused_filters() -> None:
+    DemoLimits(conv_filters=8, layers=1).check(TrainConfig(hidden_units=(32,)))
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_fit_lowers_presets_to_the_caps(preset: str) -> None:
+    limits = DemoLimits(epochs=3, hidden_units=64, conv_filters=16, layers=1, batch_size=100)
+
+    fitted = limits.fit(PRESETS[preset])
+
+    limits.check(fitted)
+    assert (fitted.epochs, fitted.batch_size) == (3, 100)
+    assert fitted.hidden_units == (64,)
+    assert fitted.conv_filters == (16,)
+    assert DemoLimits().fit(PRESETS[preset]) == PRESETS[preset]
+
+
+def test_huge_values_are_refused_before_anything_is_built() -> None:
+    # In a fresh interpreter: the refusal must not even import TensorFlow, let alone allocate.
+    code = (
+        "import sys\n"
+        "from mnist_core.config import TrainConfig\n"
+        "from mnist_core.errors import ConfigError\n"
+        "fields = []\n"
+        "for huge in ({'batch_size': 10**6}, {'epochs': 10**5}, {'hidden_units': (10**7,)},\n"
+        "             {'conv_filters': (10**6,)}, {'hidden_units': (8,) * 1000}):\n"
+        "    try:\n"
+        "        TrainConfig(**huge)\n"
+        "    except ConfigError as error:\n"
+        "        fields.append(error.field)\n"
+        "print(fields, 'tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == (
+        "['batch_size', 'epochs', 'hidden_units', 'conv_filters', 'hidden_units'] False False"
+    )

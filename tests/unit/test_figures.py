@@ -102,12 +102,16 @@ def test_confusion_figure() -> None:
     confusion[np.arange(10), np.arange(10)] = 100
     confusion[4, 9] = 7
 
-    (heatmap,) = confusion_figure(confusion).data
+    heatmap, cells = confusion_figure(confusion).data
 
     np.testing.assert_allclose(heatmap.z, np.log1p(confusion))
     np.testing.assert_array_equal(heatmap.text, confusion)
     assert heatmap.text[4][9] == 7
     assert list(heatmap.x) == list(heatmap.y) == [str(d) for d in range(10)]
+    # One clickable marker per cell, carrying that cell's count (true 4, predicted 9: 7).
+    assert len(cells.x) == len(cells.y) == len(cells.customdata) == 100
+    marker = next(i for i in range(100) if (cells.y[i], cells.x[i]) == ("4", "9"))
+    assert cells.customdata[marker] == 7
 
 
 def test_probabilities_figure_highlights_the_argmax() -> None:

@@ -1,13 +1,20 @@
-"""Tests for mnist_core.runs: saving, listing, loading, exporting and deleting runs, and every
-kind of damaged or hostile input the store must refuse."""
+"""Tests for mnist_core.runs: saving, listing, loading, exporting and deleting runs, every kind
+of damaged or hostile input the store must refuse, and processes killed while they train or
+save."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
+import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,9 +25,17 @@ import pytest
 from mnist_core.errors import ModelError
 from mnist_core.evaluate import Evaluation
 from mnist_core.predict import predict_proba
-from mnist_core.runs import PROBABILITIES_FILE, RUN_FILES, RunStore, load_model_file
+from mnist_core.runs import (
+    PROBABILITIES_FILE,
+    RUN_FILES,
+    STALE_TEMP_SECONDS,
+    RunStore,
+    load_model_file,
+)
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -259,3 +274,358 @@ def test_bundled_runs_are_listed_but_never_deleted(
     with pytest.raises(ModelError, match="ships with the app"):
         with_bundled.delete(bundled_id)
     assert (bundled / bundled_id / "model.keras").is_file()
+
+
+def test_save_takes_another_id_when_its_id_is_taken(
+    store: RunStore, trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken, free = "20200101-000000-mlp-aaaaaa", "20200101-000000-mlp-bbbbbb"
+    ids = iter([taken, taken, free])  # the second save draws the first one's id
+    monkeypatch.setattr("mnist_core.runs._new_run_id", lambda architecture: next(ids))
+
+    first, second = store.save(trained), store.save(with_accuracy(trained, 3))
+
+    assert (first, second) == (taken, free)
+    assert store.get(taken).test_accuracy == trained.test_accuracy  # not overwritten
+    assert store.get(free).test_accuracy == 0.3
+    assert sorted(p.name for p in store.root.iterdir()) == [taken, free]
+
+
+# --- models that hold code are refused, and the code never runs ---
+
+
+def marker_lambda(marker: Path):
+    """A Python lambda that writes `marker` when called: the code a hostile file would carry."""
+    return eval(f"lambda t: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), t)[1]")
+
+
+def model_with_lambda(marker: Path) -> keras.Model:
+    inputs = keras.Input(shape=(28, 28))
+    x = keras.layers.Lambda(marker_lambda(marker), name="payload")(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    marker.unlink()  # building the model called the lambda once, here, in the test
+    return model
+
+
+def as_keras2_h5(path: Path, marker: Path) -> Path:
+    """Rewrite the Lambda of an .h5 file the way Keras 2 stored it: marshalled bytecode."""
+    import h5py
+    from keras.src.utils.python_utils import func_dump
+
+    with h5py.File(path, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        (layer,) = [item for item in config["config"]["layers"] if item["class_name"] == "Lambda"]
+        layer["config"].update(
+            function=list(func_dump(marker_lambda(marker))), function_type="lambda"
+        )
+        handle.attrs["model_config"] = json.dumps(config)
+    return path
+
+
+def edit_keras_config(path: Path, edit) -> Path:
+    """Apply `edit` to the architecture (config.json) inside a .keras file."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    edit(config)
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+@pytest.mark.parametrize("file_format", ["keras", "h5", "keras2-h5"])
+@pytest.mark.parametrize("scan", [True, False], ids=["scanned", "keras-safe-mode-alone"])
+def test_lambda_layers_are_refused_and_never_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_format: str, scan: bool
+) -> None:
+    marker = tmp_path / "code-ran"
+    path = tmp_path / f"hostile.{file_format.split('-')[-1]}"
+    model_with_lambda(marker).save(path)
+    if file_format == "keras2-h5":
+        as_keras2_h5(path, marker)
+    if not scan:  # without our own check, Keras' safe mode must refuse the file by itself
+        monkeypatch.setattr("mnist_core.runs._code_in", lambda config: None)
+
+    with pytest.raises(ModelError) as info:
+        load_model_file(path)
+
+    message = str(info.value)
+    if scan:
+        assert message == (
+            f"model {path.name!r} contains a Lambda layer (Python code); it was not loaded, "
+            "because loading it could run code from the file. Use a model saved by this tool"
+        )
+    else:
+        assert message.startswith(f"cannot load model {path.name!r}: Requested the ")
+        assert "Lambda" in message and "\n" not in message and len(message) < 300
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "described"),
+    [
+        (
+            lambda layer: layer.update(module="hostile_module", class_name="Payload"),
+            "'Payload' from the module 'hostile_module' (custom code)",
+        ),
+        (
+            lambda layer: layer.update(registered_name="Custom>Payload"),
+            "the custom object 'Custom>Payload' (custom code)",
+        ),
+    ],
+    ids=["module", "registered"],
+)
+def test_custom_classes_are_refused_and_their_module_never_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained, edit, described: str
+) -> None:
+    marker = tmp_path / "code-ran"
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "hostile_module.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+        "import keras\nclass Payload(keras.layers.Layer):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(modules))
+    path = tmp_path / "custom.keras"
+    trained.model.save(path)
+
+    def make_custom(config: dict) -> None:
+        dense = next(item for item in config["config"]["layers"] if item["class_name"] == "Dense")
+        edit(dense)
+
+    edit_keras_config(path, make_custom)
+
+    with pytest.raises(ModelError, match=re.escape(f"contains {described}; it was not loaded")):
+        load_model_file(path)
+    assert not marker.exists()
+    assert "hostile_module" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "it is not a .keras model file, or it is damaged"),
+        (b"PK\x03\x04 a truncated zip", "it is not a .keras model file, or it is damaged"),
+    ],
+)
+def test_files_that_are_not_models(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "model.keras"
+    path.write_bytes(content)
+
+    with pytest.raises(ModelError, match=re.escape(message)):
+        load_model_file(path)
+
+
+def test_h5_that_is_not_hdf5_or_holds_only_weights(tmp_path: Path, trained) -> None:
+    fake = tmp_path / "fake.h5"
+    fake.write_bytes(b"not hdf5")
+    with pytest.raises(ModelError, match=r"it is not an \.h5 \(HDF5\) model file"):
+        load_model_file(fake)
+
+    weights = tmp_path / "only.weights.h5"
+    trained.model.save_weights(weights)
+    with pytest.raises(ModelError, match="holds weights but no architecture"):
+        load_model_file(weights)
+
+
+# --- leftovers of interrupted saves ---
+
+
+def age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_clean_removes_only_stale_leftovers(store: RunStore, run_id: str) -> None:
+    stale_save = store.root / f".tmp-{run_id}-0a1b2c3d"
+    stale_save.mkdir()
+    (stale_save / "model.keras").write_bytes(b"half a model")
+    stale_trash = store.root / ".tmp-deleted-20200101-000000-mlp-abcdef-a1b2c3"
+    stale_trash.mkdir()
+    stale_export = store.root / ".tmp-1a2b3c4d-copy.h5"
+    stale_export.write_bytes(b"half an h5")
+    fresh = store.root / ".tmp-20990101-000000-mlp-ffffff-0a1b2c3d"
+    fresh.mkdir()  # a save in progress in another process
+    for path in (stale_save, stale_trash, stale_export):
+        age(path, STALE_TEMP_SECONDS + 1)
+    age(store.root / run_id, 10 * STALE_TEMP_SECONDS)  # old runs are never touched
+
+    removed = store.clean()
+
+    assert sorted(removed) == sorted(p.name for p in (stale_save, stale_trash, stale_export))
+    assert sorted(p.name for p in store.root.iterdir()) == sorted([run_id, fresh.name])
+    assert store.clean(max_age=0) == [fresh.name]
+    assert [run.run_id for run in store.list()] == [run_id]
+
+
+def test_list_cleans_on_the_way(store: RunStore, run_id: str) -> None:
+    leftover = store.root / f".tmp-{run_id}-0a1b2c3d"
+    shutil.copytree(store.root / run_id, leftover)
+    assert [run.run_id for run in store.list()] == [run_id]
+    assert leftover.exists()
+
+    age(leftover, STALE_TEMP_SECONDS + 1)
+
+    assert [run.run_id for run in store.list()] == [run_id]
+    assert not leftover.exists()
+
+
+def test_clean_on_a_store_that_does_not_exist_yet(tmp_path: Path) -> None:
+    assert RunStore(tmp_path / "nothing").clean(max_age=0) == []
+
+
+# --- processes killed with SIGKILL while training and while saving ---
+
+# Run by two processes at once. Each trains a tiny model, waits for the other, and saves it
+# twice (the saves race). Then "train" starts a long training and "save" a save whose
+# model.save writes half a file and hangs: the test kills both at that point with SIGKILL.
+CHILD = """
+import sys, time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mnist_core.config import TrainConfig
+from mnist_core.data import MnistData
+from mnist_core.runs import RunStore
+from mnist_core.train import train
+
+role, root, meeting = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (220, 28, 28), dtype=np.uint8)
+labels = (np.arange(220) % 10).astype(np.uint8)
+data = MnistData(images[:200], labels[:200], images[200:], labels[200:], source="random")
+config = TrainConfig(hidden_units=(16,), batch_size=50, epochs=1, patience=0)
+result = train(config, data)
+store = RunStore(root)
+
+(meeting / role).touch()
+deadline = time.monotonic() + 120
+while len(list(meeting.iterdir())) < 2 and time.monotonic() < deadline:
+    time.sleep(0.005)
+for _ in range(2):
+    print("saved", store.save(result), flush=True)
+
+if role == "train":
+    reported = []
+
+    def report(event):
+        if not reported:
+            reported.append(print("training", flush=True))
+
+    train(config.replace(epochs=200, batch_size=2), data, on_progress=report)
+else:
+    original_save = keras.Model.save
+
+    def hanging_save(model, path, *args, **kwargs):
+        original_save(model, path, *args, **kwargs)
+        content = Path(path).read_bytes()
+        Path(path).write_bytes(content[: len(content) // 2])
+        print("saving", flush=True)
+        time.sleep(600)
+
+    keras.Model.save = hanging_save
+    store.save(result)
+print("not killed", flush=True)
+"""
+
+
+@dataclasses.dataclass
+class KilledStore:
+    root: Path
+    saved: dict[str, list[str]]  # run ids each child printed before it was killed
+    entries: list[str]  # the store's folder right after the kills, before anyone listed it
+
+
+@pytest.fixture(scope="module")
+def killed_store(tmp_path_factory: pytest.TempPathFactory) -> KilledStore:
+    folder = tmp_path_factory.mktemp("killed")
+    root, meeting = folder / "runs", folder / "meeting"
+    meeting.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    markers = {"train": "training", "save": "saving"}
+    saved: dict[str, list[str]] = {role: [] for role in markers}
+    reached = {role: threading.Event() for role in markers}
+    children = {}
+    for role in markers:
+        with open(folder / f"{role}.log", "w") as log:
+            children[role] = subprocess.Popen(
+                [sys.executable, "-c", CHILD, role, str(root), str(meeting)],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+
+    def follow(role: str) -> None:
+        for line in children[role].stdout:
+            word, _, value = line.strip().partition(" ")
+            if word == "saved":
+                saved[role].append(value)
+            elif word == markers[role]:
+                reached[role].set()
+                return
+
+    readers = [threading.Thread(target=follow, args=(role,)) for role in markers]
+    for reader in readers:
+        reader.start()
+    try:
+        for role in markers:
+            if not reached[role].wait(timeout=180):
+                log = (folder / f"{role}.log").read_text()[-3000:]
+                pytest.fail(f"the {role!r} child never reached {markers[role]!r}:\n{log}")
+            os.kill(children[role].pid, signal.SIGKILL)
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait(timeout=30)
+        for reader in readers:
+            reader.join(timeout=30)
+    assert [children[role].returncode for role in markers] == [-signal.SIGKILL] * 2
+    return KilledStore(root, saved, sorted(p.name for p in root.iterdir()))
+
+
+def test_two_processes_saving_at_once_lose_nothing(killed_store: KilledStore, digits) -> None:
+    saved = killed_store.saved["train"] + killed_store.saved["save"]
+    store = RunStore(killed_store.root)  # a new process's view: a server restart
+
+    assert len(saved) == len(set(saved)) == 4
+    assert sorted(run.run_id for run in store.list()) == sorted(saved)
+    for run_id in saved:
+        assert predict_proba(store.load_model(run_id), digits.x_test[:2]).shape == (2, 10)
+
+
+def test_sigkill_while_training_or_saving_leaves_only_complete_runs(
+    killed_store: KilledStore,
+) -> None:
+    saved = killed_store.saved["train"] + killed_store.saved["save"]
+    leftovers = [name for name in killed_store.entries if name.startswith(".tmp-")]
+
+    # The killed training left nothing; the killed save left one hidden, unlisted folder.
+    assert sorted(set(killed_store.entries) - set(leftovers)) == sorted(saved)
+    assert len(leftovers) == 1
+    half_saved = killed_store.root / leftovers[0]
+    with pytest.raises(ModelError, match="cannot load model 'model.keras'"):
+        load_model_file(half_saved / "model.keras")
+    unfinished_id = leftovers[0][len(".tmp-") :].rsplit("-", 1)[0]
+    with pytest.raises(ModelError, match="does not exist"):
+        RunStore(killed_store.root).get(unfinished_id)
+
+
+def test_a_killed_save_is_cleaned_up_an_hour_later(killed_store: KilledStore) -> None:
+    store = RunStore(killed_store.root)
+    (leftover,) = store.root.glob(".tmp-*")
+    assert store.clean() == [] and leftover.exists()  # it might still be a save in progress
+
+    age(leftover, STALE_TEMP_SECONDS + 1)
+
+    assert len(store.list()) == 4
+    assert not leftover.exists()
+    assert sorted(p.name for p in store.root.iterdir()) == sorted(
+        killed_store.saved["train"] + killed_store.saved["save"]
+    )
