@@ -148,7 +148,7 @@ class RunStore:
             _write_json(temp / "history.json", result.history)
             _write_json(temp / "metrics.json", metrics)
             np.save(temp / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
-            result.model.save(temp / "model.keras")
+            _without_optimizer(result.model).save(temp / "model.keras")
             _fsync_dir(temp)
             run_id = self._move_into_place(temp, run_id, config.architecture)
             _fsync_dir(self.root)
@@ -375,6 +375,17 @@ def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     line = lines[0] if lines else type(error).__name__
     return line if len(line) <= 200 else line[:199] + "…"
+
+
+def _without_optimizer(model: Any) -> Any:
+    """The same layers and weights as an uncompiled model.
+
+    A `.keras` file always holds the optimizer's state, which for Adam is twice the weights:
+    runs are used for prediction and evaluation only, so they are saved without it.
+    """
+    import keras
+
+    return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def _new_run_id(architecture: str) -> str:
