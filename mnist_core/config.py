@@ -345,7 +345,7 @@ PRESETS: dict[str, TrainConfig] = {
         lr_decay=True,
         batch_size=128,
         epochs=12,
-        patience=0,  # cosine decay ends at a learning rate of 0: the last epoch is the best
+        patience=0,  # a short fixed schedule; the epoch with the lowest val_loss is kept
         validation_split=0.1,
         augment=False,
     ),

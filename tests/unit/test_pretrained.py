@@ -1,0 +1,35 @@
+"""The pretrained run shipped in mnist_core/pretrained: complete, safe to load and as accurate
+as it claims on the real MNIST test set."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_core.config import TrainConfig
+from mnist_core.evaluate import evaluate
+from mnist_core.runs import PRETRAINED_DIR, RunStore
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    runs = [run for run in RunStore(bundled=PRETRAINED_DIR).list() if run.bundled]
+    assert len(runs) == 1, f"expected one pretrained run in {PRETRAINED_DIR}, found {len(runs)}"
+    return runs[0]
+
+
+def test_pretrained_run_is_the_cnn_preset(pretrained) -> None:
+    assert pretrained.config == TrainConfig.preset("cnn")
+    assert pretrained.status == "completed"
+    assert pretrained.metrics["epochs_run"] == pretrained.config.epochs
+    assert pretrained.model_path.stat().st_size < 3_000_000  # no optimizer state
+
+
+def test_pretrained_model_scores_what_it_claims(pretrained, mnist) -> None:
+    model = RunStore(bundled=PRETRAINED_DIR).load_model(pretrained.run_id)
+    evaluation = evaluate(model, mnist.x_test, mnist.y_test)
+
+    assert evaluation.accuracy >= 0.99
+    assert evaluation.accuracy == pytest.approx(pretrained.test_accuracy, abs=5e-4)
+    stored = pretrained.test_probabilities()
+    assert stored is not None and stored.shape == (10_000, 10)
+    assert (stored.argmax(axis=1) == evaluation.predicted).mean() > 0.999
