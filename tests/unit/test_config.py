@@ -51,7 +51,7 @@ def test_cnn_preset_fields() -> None:
     assert config.architecture == "cnn"
     assert config.conv_filters == (32, 64)
     assert config.hidden_units == (128,)
-    assert config.dropout_rate == 0.25
+    assert config.dropout_rate == 0.4
     assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 1e-3, True)
     assert (config.batch_size, config.epochs, config.patience) == (128, 12, 0)
     assert config.validation_split == 0.1
