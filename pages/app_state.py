@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 # home page's table, then a quick click to Results) crashed on a half-initialised module.
 import pandas  # noqa: F401
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from mnist_core.config import DemoLimits
 from mnist_core.data import MnistData, describe_source, load_mnist
@@ -25,6 +26,15 @@ if TYPE_CHECKING:
 
     from mnist_core.config import TrainConfig
     from mnist_core.train import TrainResult
+
+# With a `pages/` folder beside the entry point, Streamlit serves a server's first visit in its
+# old one-file-per-page mode until some run calls st.navigation: a first visitor opening /train
+# would get pages/train.py alone (no sidebar, every file in pages/ listed as a page). Every page
+# imports this module, so the first such run switches that mode off and starts again through
+# dashboard.py, which then shows the page the visitor asked for.
+if PagesManager.uses_pages_directory:
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 # Session-state keys shared by more than one page.
 ACTIVE_RUN = "active_run"  # run id of the model this session uses by default
