@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_core.data import to_float
 from mnist_core.errors import ImageError
 
 _BATCH = 2048  # images per call: bounds activation memory for big inputs
@@ -36,7 +37,7 @@ def predict_proba(model: keras.Model, images: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[1:] != (28, 28):
         raise ImageError(f"expected images of shape (N, 28, 28), got {array.shape}")
     if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255.0
+        array = to_float(array)
     array = np.ascontiguousarray(array, dtype=np.float32)
     forward = _forward(model)
     if len(array) <= _BATCH:
