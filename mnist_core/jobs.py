@@ -7,7 +7,6 @@ that it is starting) at once instead of freezing for the seconds the import take
 from __future__ import annotations
 
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable
@@ -61,7 +60,6 @@ class TrainingJob:
     result: TrainResult | None = None
     outcome: Any = None
     error: str | None = None
-    started_at: float = field(default_factory=time.time)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -74,10 +72,6 @@ class TrainingJob:
     def stop(self) -> None:
         """Ask training to stop; it ends within about a second, keeping the best weights."""
         self._stop.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
 
     @property
     def running(self) -> bool:
@@ -144,6 +138,7 @@ class TrainingSlot:
         with self._lock:
             if self.job is not None and self.job.running:
                 return None
-            self.job = TrainingJob(config, load_data, on_done=on_done).start()
+            # The id first: a page reading the slot never pairs the new job with the old id.
             self.job_id = uuid.uuid4().hex
+            self.job = TrainingJob(config, load_data, on_done=on_done).start()
             return self.job_id
