@@ -121,9 +121,15 @@ def success_message(page: Page, containing: str, timeout: float = TRAINING_TIMEO
 
 def draw(page: Page, strokes: Sequence[Stroke]) -> None:
     """Draw `strokes` with the mouse on the Sketch canvas, one press-move-release each."""
-    surface = _drawing_surface(page)
-    surface.scroll_into_view_if_needed()
-    box = surface.bounding_box()
+    for attempt in range(3):
+        surface = _drawing_surface(page)
+        try:
+            surface.scroll_into_view_if_needed()
+            box = surface.bounding_box()
+            break
+        except Error:  # replaced even after settling, on a slow machine: find it again
+            if attempt == 2:
+                raise
     assert box is not None, "the drawing canvas is not visible"
     assert round(box["width"]) == CANVAS_SIZE, box
     for stroke in strokes:
