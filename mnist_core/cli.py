@@ -102,14 +102,17 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("--save", f"needs a .keras or .h5 file name, got {args.save!r}")
 
     from mnist_core.data import load_mnist
-    from mnist_core.runs import RunStore
+    from mnist_core.runs import RunRecorder, RunStore
     from mnist_core.train import train
 
     data = load_mnist(args.data)
     store = RunStore(args.runs_dir)
     print(f"Training {args.preset} on {data.source}", file=sys.stderr)
-    result = train(config, data, on_progress=_ProgressBar(sys.stderr))
-    run_id = store.save(result, data_source=data.source, data_fingerprint=data.fingerprint)
+    recorder = RunRecorder(store)  # a killed command still leaves its best model so far
+    result = train(
+        config, data, on_progress=_ProgressBar(sys.stderr), on_checkpoint=recorder.checkpoint
+    )
+    run_id = recorder.finish(result)
     run = store.get(run_id)
     if args.save:
         _save_copy(store, run_id, Path(args.save))

@@ -49,11 +49,16 @@ class TrainingJob:
     The thread never touches any user interface: it only updates this object, which a UI
     polls (`snapshot()`) and can ask to stop (`stop()`). `on_done(result)` runs in the thread
     after training, e.g. to save the run; its return value is kept as `outcome`.
+    `on_checkpoint(result)` is passed to `train` (see there) and `on_failure()` runs when
+    training or `on_done` fails: together they let a `runs.RunRecorder` keep the best model
+    of a run that never finishes.
     """
 
     config: TrainConfig
     load_data: Callable[[], MnistData]
     on_done: Callable[[TrainResult], Any] | None = None
+    on_checkpoint: Callable[[TrainResult], None] | None = None
+    on_failure: Callable[[], None] | None = None
     state: str = "starting"  # starting -> running -> finished | stopped | failed
     progress: ProgressEvent | None = None
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
@@ -107,7 +112,13 @@ class TrainingJob:
             data = self.load_data()  # first: a missing data set is reported in milliseconds
             from mnist_core.train import train
 
-            result = train(self.config, data, self._on_progress, self._stop.is_set)
+            result = train(
+                self.config,
+                data,
+                self._on_progress,
+                self._stop.is_set,
+                on_checkpoint=self.on_checkpoint,
+            )
             outcome = self.on_done(result) if self.on_done is not None else None
             with self._lock:
                 self.result, self.outcome = result, outcome
@@ -118,6 +129,8 @@ class TrainingJob:
                 self.error = message
                 self.state = "failed"
             traceback.print_exc()
+            if self.on_failure is not None:
+                self.on_failure()
 
 
 class TrainingSlot:
@@ -133,6 +146,8 @@ class TrainingSlot:
         config: TrainConfig,
         load_data: Callable[[], MnistData],
         on_done: Callable[[TrainResult], Any] | None = None,
+        on_checkpoint: Callable[[TrainResult], None] | None = None,
+        on_failure: Callable[[], None] | None = None,
     ) -> str | None:
         """Start a job and return its id; None (and nothing started) if one is running."""
         with self._lock:
@@ -140,5 +155,7 @@ class TrainingSlot:
                 return None
             # The id first: a page reading the slot never pairs the new job with the old id.
             self.job_id = uuid.uuid4().hex
-            self.job = TrainingJob(config, load_data, on_done=on_done).start()
+            self.job = TrainingJob(
+                config, load_data, on_done, on_checkpoint=on_checkpoint, on_failure=on_failure
+            ).start()
             return self.job_id

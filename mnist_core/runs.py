@@ -6,6 +6,10 @@ hidden temporary name (`.tmp-*`) and renamed into place when complete, so a cras
 leaves a run that lists but cannot load, and two processes saving at once never collide. What a
 killed process leaves behind is never listed, and removed an hour later (`RunStore.clean`).
 
+While a run trains, `RunRecorder` saves checkpoints of its best model under the run's id with
+the status "interrupted" and the training process's id: hidden from listings while that process
+lives, listed (and loadable) if it was killed. The final save replaces the checkpoint.
+
 Models are loaded in Keras safe mode, after checking that their architecture holds no Python
 code (Lambda layers, classes from outside Keras): a model file can never run code here.
 """
@@ -36,6 +40,8 @@ PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")
 _TEMP_PREFIX = ".tmp-"
+_REPLACED = f"{_TEMP_PREFIX}replaced-"  # a run's previous version, while it is being replaced
+INTERRUPTED = "interrupted"
 # Leftovers of interrupted saves older than this are removed: a save takes seconds.
 STALE_TEMP_SECONDS = 3600.0
 _MAX_CONFIG_BYTES = 10_000_000  # a model's architecture is kilobytes of JSON
@@ -62,17 +68,23 @@ class RunInfo:
 
     @property
     def status(self) -> str:
-        """ "completed" or "stopped" (by the user)."""
+        """ "completed", "stopped" (by the user) or "interrupted" (the process died: the best
+        model of its last checkpoint)."""
         return str(self.metrics["status"])
+
+    @property
+    def training(self) -> bool:
+        """A checkpoint of a run that a live process on this machine is still training."""
+        return self.status == INTERRUPTED and _process_alive(self.metrics.get("writer_pid"))
 
     @property
     def label(self) -> str:
         """One line for pickers: id, architecture, accuracy, status."""
-        stopped = ", stopped" if self.status == "stopped" else ""
+        status = f", {self.status}" if self.status != "completed" else ""
         bundled = " (pretrained)" if self.bundled else ""
         return (
             f"{self.run_id} · {self.config.architecture} · {self.test_accuracy:.2%}"
-            f"{stopped}{bundled}"
+            f"{status}{bundled}"
         )
 
     def test_probabilities(self) -> np.ndarray | None:
@@ -115,18 +127,33 @@ class RunStore:
         self.root = Path(root or os.environ.get("MNIST_RUNS_DIR") or "runs").resolve()
         self.bundled = Path(bundled).resolve() if bundled else None
 
-    def save(self, result: Any, data_source: str = "", data_fingerprint: str = "") -> str:
-        """Save a `train.TrainResult` as a new run and return its id."""
+    def save(
+        self,
+        result: Any,
+        data_source: str | None = None,
+        data_fingerprint: str | None = None,
+        *,
+        run_id: str | None = None,
+        checkpoint: bool = False,
+    ) -> str:
+        """Save a `train.TrainResult` and return its run id.
+
+        A new run, or with `run_id` a replacement of that run (a checkpoint being updated or
+        finished). `checkpoint=True` saves it as "interrupted", owned by this process (see
+        `RunRecorder`). The data's source and fingerprint default to the result's.
+        """
         config: TrainConfig = result.config
-        run_id = _new_run_id(config.architecture)
+        replaced = run_id
+        run_id = run_id or _new_run_id(config.architecture)
         self.root.mkdir(parents=True, exist_ok=True)
         # Unique even if another process draws the same run id in the same second.
         temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
         temp.mkdir()
         try:
             evaluation = result.evaluation
+            status = "stopped" if result.stopped else "completed"
             metrics = {
-                "status": "stopped" if result.stopped else "completed",
+                "status": INTERRUPTED if checkpoint else status,
                 "test_accuracy": evaluation.accuracy,
                 "test_loss": evaluation.loss,
                 "confusion_matrix": evaluation.confusion.tolist(),
@@ -140,17 +167,26 @@ class RunStore:
                 "seed": config.seed,
                 # Sub-second, so runs saved within one second still list newest first.
                 "created": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "data_source": data_source,
-                "data_fingerprint": data_fingerprint,
+                "data_source": getattr(result, "data_source", "")
+                if data_source is None
+                else data_source,
+                "data_fingerprint": getattr(result, "data_fingerprint", "")
+                if data_fingerprint is None
+                else data_fingerprint,
                 "versions": _library_versions(),
             }
+            if checkpoint:
+                metrics["writer_pid"] = os.getpid()
             _write_json(temp / "config.json", config.to_dict())
             _write_json(temp / "history.json", result.history)
             _write_json(temp / "metrics.json", metrics)
             np.save(temp / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
             _without_optimizer(result.model).save(temp / "model.keras")
             _fsync_dir(temp)
-            run_id = self._move_into_place(temp, run_id, config.architecture)
+            if replaced is None:
+                run_id = self._move_into_place(temp, run_id, config.architecture)
+            else:
+                self._replace(temp, self._path(replaced))
             _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
@@ -169,8 +205,26 @@ class RunStore:
                 run_id = _new_run_id(architecture)  # another process took the same id
         raise ModelError(f"cannot find a free run id in {self.root}; try again")
 
+    def _replace(self, temp: Path, path: Path) -> None:
+        """Put the complete `temp` folder in place of the run at `path`.
+
+        The old version is moved aside first; a process killed between the two renames
+        leaves it aside, and `clean` puts it back.
+        """
+        if self.bundled is not None and path.parent == self.bundled:
+            raise ModelError(f"run {path.name!r} ships with the app and cannot be replaced")
+        aside = self.root / f"{_REPLACED}{path.name}-{secrets.token_hex(3)}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            aside = None  # deleted meanwhile: the new version simply takes its place
+        os.rename(temp, path)
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+
     def list(self) -> list[RunInfo]:
-        """Every complete run, newest first. Incomplete or unreadable folders are skipped.
+        """Every complete run, newest first. Incomplete or unreadable folders are skipped,
+        and so are checkpoints of runs still training (`RunInfo.training`).
 
         Stale leftovers of interrupted saves are removed on the way (see `clean`).
         """
@@ -182,9 +236,11 @@ class RunStore:
             for path in folder.iterdir():
                 if _RUN_ID.match(path.name):
                     try:
-                        runs.append(self._read(path))
+                        run = self._read(path)
                     except ModelError:
                         continue
+                    if not run.training:
+                        runs.append(run)
         return sorted(
             runs, key=lambda run: (run.metrics.get("created", ""), run.run_id), reverse=True
         )
@@ -202,6 +258,8 @@ class RunStore:
         removed = []
         now = time.time()
         for path in entries:
+            if path.name.startswith(_REPLACED) and self._put_back(path):
+                continue
             try:
                 if now - path.lstat().st_mtime < max_age:
                     continue
@@ -213,6 +271,17 @@ class RunStore:
                 continue
             removed.append(path.name)
         return removed
+
+    def _put_back(self, aside: Path) -> bool:
+        """Restore a run's previous version left aside by a replacement that was killed."""
+        run_id = aside.name[len(_REPLACED) :].rsplit("-", 1)[0]
+        if not _RUN_ID.match(run_id) or (self.root / run_id).exists():
+            return False
+        try:
+            os.rename(aside, self.root / run_id)
+        except OSError:
+            return False
+        return True
 
     def get(self, run_id: str) -> RunInfo:
         """The run `run_id`; raises ModelError when it does not exist or is damaged."""
@@ -276,6 +345,40 @@ class RunStore:
         return RunInfo(
             path.name, path, config, history, metrics, bundled=path.parent == self.bundled
         )
+
+
+class RunRecorder:
+    """Saves one training run under one id: checkpoints while it trains, then the result.
+
+    Pass `checkpoint` as `train(on_checkpoint=...)`, `finish` to save the final result (it
+    replaces the checkpoint) and `abandon` when training fails, which leaves the last
+    checkpoint listed as an interrupted run.
+    """
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.run_id: str | None = None
+
+    def checkpoint(self, result: Any) -> None:
+        self.run_id = self.store.save(result, run_id=self.run_id, checkpoint=True)
+
+    def finish(self, result: Any) -> str:
+        self.run_id = self.store.save(result, run_id=self.run_id)
+        return self.run_id
+
+    def abandon(self) -> None:
+        """Release the checkpoint (if any) from this process: it lists as "interrupted"."""
+        if self.run_id is None:
+            return
+        path = self.store.root / self.run_id
+        try:
+            metrics = _read_json(path / "metrics.json")
+            metrics.pop("writer_pid", None)
+            temp = path / f"{_TEMP_PREFIX}metrics.json"
+            _write_json(temp, metrics)
+            os.replace(temp, path / "metrics.json")
+        except (OSError, ValueError):
+            pass  # deleted meanwhile, or damaged: it is not listed either way
 
 
 def load_model_file(path: str | os.PathLike[str]) -> Any:
@@ -419,6 +522,19 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+def _process_alive(pid: Any) -> bool:
+    """Whether a process with this id runs on this machine (and may be ours to ask)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _library_versions() -> dict[str, str]:

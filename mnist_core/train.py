@@ -5,6 +5,10 @@ request, keeps the best weights (lowest validation loss) and does early stopping
 middle of an epoch drops that partial epoch and restores the best weights of the finished ones:
 the callback leaves `fit` at once, skipping the validation of the partial epoch, which would
 delay the stop by a second or more and measure nothing useful.
+
+`on_checkpoint(result)` receives the best model so far, evaluated, when a new best epoch arrives
+(at most once per `CHECKPOINT_SECONDS`), so a process killed mid-training can still leave it
+saved (see `runs.RunRecorder`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class TrainResult:
     stopped: bool  # stopped by the user
     stopped_early: bool  # stopped by early stopping
     train_seconds: float  # wall time of model.fit
+    data_source: str = ""  # where the data came from (`MnistData.source`)
+    data_fingerprint: str = ""  # what the data was (`MnistData.fingerprint`)
 
     @property
     def test_loss(self) -> float:
@@ -52,6 +58,10 @@ class TrainResult:
 
 ProgressHook = Callable[[ProgressEvent], None]
 StopHook = Callable[[], bool]
+CheckpointHook = Callable[[TrainResult], None]
+# Least training time between two checkpoints: each evaluates the test set and writes the
+# model (0.2-2 s), which must stay a small share of training.
+CHECKPOINT_SECONDS = 60.0
 
 
 def train(
@@ -59,12 +69,17 @@ def train(
     data: MnistData,
     on_progress: ProgressHook | None = None,
     should_stop: StopHook | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> TrainResult:
     """Train a model for `config` on `data` and evaluate it on the test set.
 
     `on_progress(event)` is called with a `ProgressEvent` several times per epoch and at every
     epoch's end; `should_stop()` is polled between groups of batches (well under half a second
     apart) and a True answer ends training within a second, keeping the best weights so far.
+    `on_checkpoint(result)` gets the model at each new best epoch, at least
+    `checkpoint_seconds` of training after the previous checkpoint (or the start), as a result
+    evaluated on the test set; the model is the live one, so save it before returning.
     The same config and seed on the same machine give the same history.
     """
     keras.utils.set_random_seed(config.seed)
@@ -84,6 +99,25 @@ def train(
     model = build_model(config, steps_per_epoch=batches)
     monitor = _TrainingMonitor(config, batches, on_progress, should_stop)
     start = time.perf_counter()
+
+    def result(seconds: float) -> TrainResult:
+        return TrainResult(
+            model=model,
+            config=config,
+            history={key: list(values) for key, values in monitor.history.items()},
+            evaluation=evaluate(model, data.x_test, data.y_test),
+            epochs_run=len(monitor.history["loss"]),
+            best_epoch=monitor.best_epoch,
+            stopped=monitor.stopped,
+            stopped_early=monitor.stopped_early,
+            train_seconds=seconds,
+            data_source=data.source,
+            data_fingerprint=data.fingerprint,
+        )
+
+    if on_checkpoint is not None:
+        monitor.checkpoint = lambda: on_checkpoint(result(time.perf_counter() - start))
+        monitor.checkpoint_seconds = checkpoint_seconds
     try:
         model.fit(
             train_set,
@@ -96,18 +130,7 @@ def train(
     except _StopRequested:
         pass
     monitor.restore_best_weights()
-    seconds = time.perf_counter() - start
-    return TrainResult(
-        model=model,
-        config=config,
-        history=monitor.history,
-        evaluation=evaluate(model, data.x_test, data.y_test),
-        epochs_run=len(monitor.history["loss"]),
-        best_epoch=monitor.best_epoch,
-        stopped=monitor.stopped,
-        stopped_early=monitor.stopped_early,
-        train_seconds=seconds,
-    )
+    return result(time.perf_counter() - start)
 
 
 def _batches(
@@ -158,9 +181,12 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self._start = 0.0
         self._epoch_seconds: list[float] = []
         self._epoch_start = 0.0
+        self.checkpoint: Callable[[], None] | None = None  # saves the model as it is now
+        self.checkpoint_seconds = CHECKPOINT_SECONDS
+        self._last_checkpoint = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self._start = time.perf_counter()
+        self._start = self._last_checkpoint = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch + 1
@@ -194,6 +220,10 @@ class _TrainingMonitor(keras.callbacks.Callback):
             self._best_weights = self.model.get_weights()
             self.best_epoch = self._epoch
             self._wait = 0
+            since = time.perf_counter() - self._last_checkpoint
+            if self.checkpoint is not None and since >= self.checkpoint_seconds:
+                self.checkpoint()
+                self._last_checkpoint = time.perf_counter()
         else:
             self._wait += 1
             if self.config.patience and self._wait >= self.config.patience:

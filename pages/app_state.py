@@ -19,13 +19,12 @@ from mnist_core.config import DemoLimits
 from mnist_core.data import MnistData, describe_source, load_mnist
 from mnist_core.errors import MnistCoreError, ModelError
 from mnist_core.jobs import TrainingSlot
-from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
+from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunRecorder, RunStore
 
 if TYPE_CHECKING:
     import keras
 
     from mnist_core.config import TrainConfig
-    from mnist_core.train import TrainResult
 
 # With a `pages/` folder beside the entry point, Streamlit serves a server's first visit in its
 # old one-file-per-page mode until some run calls st.navigation: a first visitor opening /train
@@ -96,13 +95,14 @@ def show_error(error: MnistCoreError) -> None:
 
 def start_training(config: TrainConfig) -> str | None:
     """Start training `config` in the background; the job id, or None if one is running."""
-    store = run_store()
-
-    def save(result: TrainResult) -> str:
-        data = load_data()
-        return store.save(result, data_source=data.source, data_fingerprint=data.fingerprint)
-
-    return training_slot().start(config, load_data, on_done=save)
+    recorder = RunRecorder(run_store())  # checkpoints survive a server that is killed
+    return training_slot().start(
+        config,
+        load_data,
+        on_done=recorder.finish,
+        on_checkpoint=recorder.checkpoint,
+        on_failure=recorder.abandon,
+    )
 
 
 @st.cache_resource

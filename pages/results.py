@@ -134,11 +134,18 @@ cells[1].metric("Test loss", f"{metrics['test_loss']:.4f}")
 cells[2].metric("Epochs", f"{metrics['epochs_run']} (best {metrics['best_epoch']})")
 cells[3].metric("Training time", f"{metrics['train_seconds']:.0f} s")
 status = (
-    "stopped by user"
+    "interrupted"
+    if run.status == "interrupted"
+    else "stopped by user"
     if metrics["stopped"]
     else ("early stop" if metrics["stopped_early"] else "completed")
 )
 cells[4].metric("Status", status)
+if run.status == "interrupted":
+    st.caption(
+        f"Training of this run ended abruptly (the server stopped) after epoch "
+        f"{metrics['epochs_run']}; it holds the best model saved up to then."
+    )
 
 st.subheader("Learning curves")
 chosen = [run] + [r for r in runs if r.run_id in others]

@@ -125,6 +125,29 @@ def test_results_filters_the_gallery(app_env: Path) -> None:
     assert all(c.startswith("9 → ") and not c.startswith("9 → 9 ") for c in shown)
 
 
+def test_results_shows_an_interrupted_run(
+    trained_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_runs, runs)
+    (run,) = runs.iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    # What a checkpoint of a killed training looks like: saved after epoch 1 of 2.
+    metrics.update(status="interrupted", epochs_run=1, best_epoch=1)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs))
+    monkeypatch.chdir(ROOT)
+
+    at = page("results").run()
+
+    assert not at.exception
+    assert at.selectbox(key="results_run").value == run.name
+    assert at.selectbox(key="results_run").options[0].endswith(", interrupted")
+    status = {m.label: m.value for m in at.metric}
+    assert status["Status"] == "interrupted" and status["Epochs"] == "1 (best 1)"
+    assert any("ended abruptly (the server stopped) after epoch 1" in c.value for c in at.caption)
+
+
 def test_results_empty_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "none"))
     monkeypatch.setattr("mnist_core.runs.PRETRAINED_DIR", tmp_path / "no-pretrained")

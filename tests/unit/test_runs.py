@@ -29,6 +29,7 @@ from mnist_core.runs import (
     PROBABILITIES_FILE,
     RUN_FILES,
     STALE_TEMP_SECONDS,
+    RunRecorder,
     RunStore,
     load_model_file,
 )
@@ -477,11 +478,90 @@ def test_clean_on_a_store_that_does_not_exist_yet(tmp_path: Path) -> None:
     assert RunStore(tmp_path / "nothing").clean(max_age=0) == []
 
 
+# --- checkpoints of runs in training (RunRecorder) ---
+
+
+def test_a_checkpoint_is_hidden_while_its_process_trains(runs_dir: Path, trained) -> None:
+    store = RunStore(runs_dir)
+    recorder = RunRecorder(store)
+    recorder.checkpoint(dataclasses.replace(trained, epochs_run=1, best_epoch=1))
+    run = store.get(recorder.run_id)
+
+    assert run.status == "interrupted" and run.training  # this process is alive
+    assert run.metrics["writer_pid"] == os.getpid()
+    assert store.list() == []
+    assert run.metrics["data_source"] == trained.data_source == "synthetic digits"
+
+
+def test_finishing_replaces_the_checkpoint_under_the_same_id(runs_dir: Path, trained) -> None:
+    store = RunStore(runs_dir)
+    recorder = RunRecorder(store)
+    recorder.checkpoint(dataclasses.replace(trained, epochs_run=1, best_epoch=1))
+    recorder.checkpoint(dataclasses.replace(trained, epochs_run=2, best_epoch=2))
+    checkpoint_id = recorder.run_id
+
+    assert store.get(checkpoint_id).metrics["epochs_run"] == 2
+    run_id = recorder.finish(trained)
+
+    assert run_id == checkpoint_id
+    (run,) = store.list()
+    assert (run.run_id, run.status, run.training) == (run_id, "completed", False)
+    assert "writer_pid" not in run.metrics
+    assert run.metrics["epochs_run"] == trained.epochs_run
+    assert sorted(p.name for p in runs_dir.iterdir()) == [run_id]  # nothing left aside
+
+
+def test_an_abandoned_checkpoint_lists_as_interrupted(runs_dir: Path, trained) -> None:
+    store = RunStore(runs_dir)
+    recorder = RunRecorder(store)
+    recorder.abandon()  # nothing saved yet: nothing to do
+    assert store.list() == []
+
+    recorder.checkpoint(dataclasses.replace(trained, epochs_run=2, best_epoch=2))
+    recorder.abandon()
+
+    (run,) = store.list()
+    assert (run.status, run.training) == ("interrupted", False)
+    assert run.label.endswith(", interrupted")
+    assert "writer_pid" not in run.metrics
+    assert not list(run.path.glob(".tmp-*"))
+
+
+def test_a_replacement_killed_between_its_renames_is_put_back(runs_dir: Path, trained) -> None:
+    store = RunStore(runs_dir)
+    run_id = store.save(trained)
+    aside = runs_dir / f".tmp-replaced-{run_id}-abc123"
+    os.rename(runs_dir / run_id, aside)  # where a kill between the two renames leaves it
+
+    assert [run.run_id for run in store.list()] == [run_id]
+    assert not aside.exists()
+
+
+def test_a_run_moved_aside_is_not_put_back_over_a_newer_one(runs_dir: Path, trained) -> None:
+    store = RunStore(runs_dir)
+    run_id = store.save(trained)
+    aside = runs_dir / f".tmp-replaced-{run_id}-abc123"
+    shutil.copytree(runs_dir / run_id, aside)
+
+    assert [run.run_id for run in store.list()] == [run_id]
+    assert aside.exists()  # a stale leftover, removed an hour later like the others
+
+
+def test_a_bundled_run_cannot_be_replaced(tmp_path: Path, trained) -> None:
+    bundled = RunStore(tmp_path / "bundled")
+    run_id = bundled.save(trained)
+    store = RunStore(tmp_path / "runs", bundled=tmp_path / "bundled")
+
+    with pytest.raises(ModelError, match="ships with the app"):
+        store.save(trained, run_id=run_id)
+
+
 # --- processes killed with SIGKILL while training and while saving ---
 
 # Run by two processes at once. Each trains a tiny model, waits for the other, and saves it
-# twice (the saves race). Then "train" starts a long training and "save" a save whose
-# model.save writes half a file and hangs: the test kills both at that point with SIGKILL.
+# twice (the saves race). Then "train" starts a long training that saves a checkpoint at every
+# better epoch, and "save" a save whose model.save writes half a file and hangs: the test kills
+# both with SIGKILL, "train" once it has saved two checkpoints (possibly while saving a third).
 CHILD = """
 import sys, time
 from pathlib import Path
@@ -491,7 +571,7 @@ import numpy as np
 
 from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData
-from mnist_core.runs import RunStore
+from mnist_core.runs import RunRecorder, RunStore
 from mnist_core.train import train
 
 role, root, meeting = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -511,13 +591,17 @@ for _ in range(2):
     print("saved", store.save(result), flush=True)
 
 if role == "train":
-    reported = []
+    recorder = RunRecorder(store)
+    checkpoints = []
 
-    def report(event):
-        if not reported:
-            reported.append(print("training", flush=True))
+    def checkpoint(result):
+        recorder.checkpoint(result)
+        checkpoints.append(result.best_epoch)
+        if len(checkpoints) == 2:
+            print("training", recorder.run_id, flush=True)
 
-    train(config.replace(epochs=200, batch_size=2), data, on_progress=report)
+    long = config.replace(epochs=200, batch_size=2)
+    train(long, data, on_checkpoint=checkpoint, checkpoint_seconds=0)
 else:
     original_save = keras.Model.save
 
@@ -539,6 +623,7 @@ class KilledStore:
     root: Path
     saved: dict[str, list[str]]  # run ids each child printed before it was killed
     entries: list[str]  # the store's folder right after the kills, before anyone listed it
+    checkpoint: str  # the run id of the killed training's checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -549,6 +634,7 @@ def killed_store(tmp_path_factory: pytest.TempPathFactory) -> KilledStore:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
     markers = {"train": "training", "save": "saving"}
     saved: dict[str, list[str]] = {role: [] for role in markers}
+    checkpoint: list[str] = []
     reached = {role: threading.Event() for role in markers}
     children = {}
     for role in markers:
@@ -568,6 +654,7 @@ def killed_store(tmp_path_factory: pytest.TempPathFactory) -> KilledStore:
             if word == "saved":
                 saved[role].append(value)
             elif word == markers[role]:
+                checkpoint.extend([value] if value else [])
                 reached[role].set()
                 return
 
@@ -587,7 +674,18 @@ def killed_store(tmp_path_factory: pytest.TempPathFactory) -> KilledStore:
         for reader in readers:
             reader.join(timeout=30)
     assert [children[role].returncode for role in markers] == [-signal.SIGKILL] * 2
-    return KilledStore(root, saved, sorted(p.name for p in root.iterdir()))
+    (checkpoint_id,) = checkpoint
+    return KilledStore(root, saved, sorted(p.name for p in root.iterdir()), checkpoint_id)
+
+
+def half_saved_leftovers(killed_store: KilledStore) -> list[str]:
+    """The killed save's hidden folders: not the checkpoint's (which may have been mid-save)."""
+    return [
+        name
+        for name in killed_store.entries
+        if name.startswith(".tmp-")
+        and killed_store.checkpoint not in name  # `.tmp-<id>-*`, `.tmp-replaced-<id>-*`
+    ]
 
 
 def test_two_processes_saving_at_once_lose_nothing(killed_store: KilledStore, digits) -> None:
@@ -595,19 +693,43 @@ def test_two_processes_saving_at_once_lose_nothing(killed_store: KilledStore, di
     store = RunStore(killed_store.root)  # a new process's view: a server restart
 
     assert len(saved) == len(set(saved)) == 4
-    assert sorted(run.run_id for run in store.list()) == sorted(saved)
-    for run_id in saved:
+    listed = [run.run_id for run in store.list()]
+    assert sorted(listed) == sorted([*saved, killed_store.checkpoint])
+    for run_id in listed:
         assert predict_proba(store.load_model(run_id), digits.x_test[:2]).shape == (2, 10)
+
+
+def test_sigkill_while_training_keeps_the_best_model_of_the_last_checkpoint(
+    killed_store: KilledStore,
+) -> None:
+    store = RunStore(killed_store.root)
+    store.list()  # puts back a checkpoint replacement the kill interrupted
+    run = store.get(killed_store.checkpoint)
+
+    assert run.status == "interrupted" and run.label.endswith(", interrupted")
+    assert not run.training  # its process is dead, so it is listed
+    assert run.metrics["best_epoch"] >= 2  # two checkpoints were saved before the kill
+    assert run.metrics["epochs_run"] == len(run.history["loss"]) >= run.metrics["best_epoch"]
+    best = run.metrics["best_epoch"] - 1
+    assert run.history["val_loss"][best] == min(run.history["val_loss"])
+    # The model on disk is the one that was evaluated: the child's 20 test images.
+    x_test = np.random.default_rng(0).integers(0, 256, (220, 28, 28), dtype=np.uint8)[200:]
+    probabilities = predict_proba(load_model_file(run.model_path), x_test)
+    np.testing.assert_allclose(probabilities, run.test_probabilities(), atol=1e-5)
 
 
 def test_sigkill_while_training_or_saving_leaves_only_complete_runs(
     killed_store: KilledStore,
 ) -> None:
     saved = killed_store.saved["train"] + killed_store.saved["save"]
-    leftovers = [name for name in killed_store.entries if name.startswith(".tmp-")]
+    hidden = [name for name in killed_store.entries if name.startswith(".tmp-")]
+    leftovers = half_saved_leftovers(killed_store)
 
-    # The killed training left nothing; the killed save left one hidden, unlisted folder.
-    assert sorted(set(killed_store.entries) - set(leftovers)) == sorted(saved)
+    # Apart from hidden folders: the saved runs and the checkpoint (unless the kill came
+    # between the two renames of its replacement; then `list` puts it back, as tested above).
+    visible = set(killed_store.entries) - set(hidden)
+    assert visible - {killed_store.checkpoint} == set(saved)
+    # The killed save left one hidden, unlisted folder.
     assert len(leftovers) == 1
     half_saved = killed_store.root / leftovers[0]
     with pytest.raises(ModelError, match="cannot load model 'model.keras'"):
@@ -619,13 +741,15 @@ def test_sigkill_while_training_or_saving_leaves_only_complete_runs(
 
 def test_a_killed_save_is_cleaned_up_an_hour_later(killed_store: KilledStore) -> None:
     store = RunStore(killed_store.root)
-    (leftover,) = store.root.glob(".tmp-*")
+    store.list()  # puts back a checkpoint replacement the kill interrupted
+    (leftover,) = [store.root / name for name in half_saved_leftovers(killed_store)]
     assert store.clean() == [] and leftover.exists()  # it might still be a save in progress
 
-    age(leftover, STALE_TEMP_SECONDS + 1)
+    for path in store.root.glob(".tmp-*"):
+        age(path, STALE_TEMP_SECONDS + 1)
 
-    assert len(store.list()) == 4
+    assert len(store.list()) == 5
     assert not leftover.exists()
     assert sorted(p.name for p in store.root.iterdir()) == sorted(
-        killed_store.saved["train"] + killed_store.saved["save"]
+        [*killed_store.saved["train"], *killed_store.saved["save"], killed_store.checkpoint]
     )

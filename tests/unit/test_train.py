@@ -140,6 +140,44 @@ def wait_for(condition, timeout: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def test_checkpoints_hold_the_best_model_at_each_better_epoch(digits, small_config) -> None:
+    checkpoints = []
+
+    def on_checkpoint(result) -> None:
+        # The live model: what it predicts now is what a saved checkpoint would hold.
+        checkpoints.append((result, evaluate(result.model, digits.x_test, digits.y_test)))
+
+    final = train(
+        small_config.replace(epochs=4), digits, on_checkpoint=on_checkpoint, checkpoint_seconds=0
+    )
+
+    val_loss = final.history["val_loss"]
+    better = [e + 1 for e in range(4) if val_loss[e] < min(val_loss[:e], default=math.inf)]
+    assert [result.best_epoch for result, _ in checkpoints] == better
+    for result, live in checkpoints:
+        assert result.epochs_run == result.best_epoch == len(result.history["loss"])
+        assert result.history["val_loss"] == val_loss[: result.best_epoch]
+        assert result.evaluation.accuracy == live.accuracy
+        assert result.data_source == "synthetic digits"
+        assert not result.stopped
+    last, _ = checkpoints[-1]
+    assert final.best_epoch == last.best_epoch
+    np.testing.assert_allclose(
+        final.evaluation.probabilities, last.evaluation.probabilities, atol=1e-6
+    )
+
+
+def test_checkpoints_wait_checkpoint_seconds(digits, small_config) -> None:
+    checkpoints: list[int] = []
+    train(
+        small_config,
+        digits,
+        on_checkpoint=lambda result: checkpoints.append(result.best_epoch),
+        checkpoint_seconds=3600,
+    )
+    assert checkpoints == []
+
+
 def test_training_job_runs_to_the_end(digits, small_config) -> None:
     states_in_on_done: list[str] = []
 
@@ -200,9 +238,13 @@ def test_training_job_failure_is_kept(
     def load_data() -> MnistData:
         raise error
 
-    job = TrainingJob(small_config, load_data=load_data).start()
+    failures: list[str] = []
+    job = TrainingJob(
+        small_config, load_data=load_data, on_failure=lambda: failures.append("failed")
+    ).start()
     job.join(timeout=30)
 
+    assert failures == ["failed"]
     assert job.state == "failed"
     assert not job.running
     assert job.snapshot()["error"] == job.error == message
