@@ -255,3 +255,37 @@ def per_class_figure(precision: np.ndarray, recall: np.ndarray) -> go.Figure:
         legend={"orientation": "h", "y": 1.15},
     )
     return figure
+
+
+def replay_figure(answers: np.ndarray, labels: np.ndarray) -> go.Figure:
+    """How sure the model was of each panel digit's true class after each epoch.
+
+    `answers` (epochs, P, 10) are the panel's probabilities after each epoch and `labels` (P,)
+    its true digits: one row per digit, one column per epoch, coloured by p(true digit).
+    """
+    epochs, panel = answers.shape[:2]
+    truth = answers[:, np.arange(panel), labels].T  # (P, epochs)
+    predicted = answers.argmax(axis=2).T
+    rows = [f"#{row + 1}: a {label}" for row, label in enumerate(labels)]
+    figure = go.Figure(
+        go.Heatmap(
+            z=truth,
+            x=list(range(1, epochs + 1)),
+            y=rows,
+            zmin=0,
+            zmax=1,
+            colorscale="RdYlGn",
+            customdata=predicted,
+            colorbar={"title": "p(true)"},
+            hovertemplate=(
+                "%{y} after epoch %{x}: p(true) %{z:.1%}, read as %{customdata}<extra></extra>"
+            ),
+        )
+    )
+    figure.update_layout(
+        xaxis_title="epoch",
+        yaxis={"autorange": "reversed", "showticklabels": panel <= 40},
+        height=max(260, 14 * panel + 80),
+        margin={"l": 10, "r": 10, "t": 10, "b": 40},
+    )
+    return figure

@@ -36,6 +36,7 @@ from mnist_core.errors import ConfigError, ModelError
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
 PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results need no model
+REPLAY_FILE = "replay.npz"  # the replay panel's test indices and answers after each epoch
 # The small pretrained run shipped with the package, so the app can predict before any training.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")
@@ -97,6 +98,18 @@ class RunInfo:
         if probabilities.ndim != 2 or probabilities.shape[1] != 10:
             return None
         return probabilities.astype(np.float32, copy=False)
+
+    def replay(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The replay panel: test indices (P,) and answers after each epoch (E, P, 10);
+        None for runs saved without it (or with a damaged file)."""
+        try:
+            with np.load(self.path / REPLAY_FILE, allow_pickle=False) as saved:
+                indices, answers = saved["indices"], saved["probabilities"]
+        except (OSError, ValueError, KeyError):
+            return None
+        if indices.ndim != 1 or answers.ndim != 3 or answers.shape[1:] != (len(indices), 10):
+            return None
+        return indices.astype(np.int64), answers.astype(np.float32, copy=False)
 
     def history_csv(self) -> str:
         """The history as CSV: a header `epoch,loss,accuracy,...`, then one row per epoch."""
@@ -181,6 +194,13 @@ class RunStore:
             _write_json(temp / "history.json", result.history)
             _write_json(temp / "metrics.json", metrics)
             np.save(temp / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
+            replay = getattr(result, "replay", None)
+            if replay is not None and len(replay):
+                np.savez_compressed(
+                    temp / REPLAY_FILE,
+                    indices=result.replay_indices,
+                    probabilities=replay.astype(np.float16),
+                )
             _without_optimizer(result.model).save(temp / "model.keras")
             _fsync_dir(temp)
             if replaced is None:

@@ -9,6 +9,9 @@ delay the stop by a second or more and measure nothing useful.
 `on_checkpoint(result)` receives the best model so far, evaluated, when a new best epoch arrives
 (at most once per `CHECKPOINT_SECONDS`), so a process killed mid-training can still leave it
 saved (see `runs.RunRecorder`).
+
+Every epoch also records the model's answers on a fixed panel of test digits (`replay_panel`),
+so a user can replay how its predictions changed while it learned.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class TrainResult:
     train_seconds: float  # wall time of model.fit
     data_source: str = ""  # where the data came from (`MnistData.source`)
     data_fingerprint: str = ""  # what the data was (`MnistData.fingerprint`)
+    replay_indices: np.ndarray | None = None  # (P,) test indices of the replay panel
+    replay: np.ndarray | None = None  # (epochs_run, P, 10) float32: the panel after each epoch
 
     @property
     def test_loss(self) -> float:
@@ -62,6 +67,14 @@ CheckpointHook = Callable[[TrainResult], None]
 # Least training time between two checkpoints: each evaluates the test set and writes the
 # model (0.2-2 s), which must stay a small share of training.
 CHECKPOINT_SECONDS = 60.0
+REPLAY_PER_DIGIT = 3  # test digits of each class in the replay panel
+
+
+def replay_panel(labels: np.ndarray, per_digit: int = REPLAY_PER_DIGIT) -> np.ndarray:
+    """Test indices of the replay panel: the first `per_digit` samples of each digit, 0 to 9."""
+    return np.concatenate(
+        [np.flatnonzero(labels == digit)[:per_digit] for digit in range(10)]
+    ).astype(np.int64)
 
 
 def train(
@@ -98,6 +111,8 @@ def train(
 
     model = build_model(config, steps_per_epoch=batches)
     monitor = _TrainingMonitor(config, batches, on_progress, should_stop)
+    panel = replay_panel(data.y_test)
+    monitor.replay_images = data.x_test[panel].astype(np.float32) / PIXEL_MAX
     start = time.perf_counter()
 
     def result(seconds: float) -> TrainResult:
@@ -113,6 +128,8 @@ def train(
             train_seconds=seconds,
             data_source=data.source,
             data_fingerprint=data.fingerprint,
+            replay_indices=panel,
+            replay=np.array(monitor.replay, dtype=np.float32).reshape(-1, len(panel), 10),
         )
 
     if on_checkpoint is not None:
@@ -171,6 +188,8 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self.on_progress = on_progress
         self.should_stop = should_stop
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.replay_images: np.ndarray | None = None  # (P, 28, 28) float32 panel
+        self.replay: list[np.ndarray] = []  # (P, 10) answers after each finished epoch
         self.stopped = False
         self.stopped_early = False
         self.best_epoch = 0
@@ -214,6 +233,9 @@ class _TrainingMonitor(keras.callbacks.Callback):
             if key in logs:
                 self.history[key].append(float(logs[key]))
         self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
+        if self.replay_images is not None and len(self.replay_images):
+            # A few milliseconds: one forward pass of 30 digits.
+            self.replay.append(np.asarray(self.model(self.replay_images, training=False)))
         watched = logs.get("val_loss", logs.get("loss", math.inf))
         if watched < self._best_loss:
             self._best_loss = watched

@@ -7,7 +7,7 @@ import streamlit as st
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
-from pages import app_state
+from pages import app_state, replay_view
 
 PAGE_SIZE = 40
 ANY = "any"
@@ -180,6 +180,8 @@ with class_column:
 
 st.subheader("Test digits")
 gallery(evaluation, data.x_test)
+
+replay_view.learning_replay(run, data.x_test, data.y_test)
 
 st.subheader("Downloads")
 downloads(run)

@@ -113,6 +113,26 @@ def test_results_shows_curves_matrix_and_gallery(app_env: Path) -> None:
     assert "test #0" in gallery and "7 → 7" in gallery
 
 
+def test_results_replays_how_the_panel_was_learned(app_env: Path) -> None:
+    at = page("results").run()
+    assert not at.exception
+    epoch = at.slider(key="results_replay_epoch")
+    assert (epoch.min, epoch.max, epoch.value) == (1, 2, 2)
+
+    def replay_caption() -> str:
+        return next(c.value for c in at.caption if c.value.startswith("After epoch"))
+
+    assert replay_caption().startswith("After epoch 2 of 2: ")
+    replay = at.get("html")[1].proto.body
+    assert replay.count("<figure") == 30 and 'title="test #3"' in replay  # test #3 is a 0
+
+    epoch.set_value(1).run()
+    assert not at.exception
+    assert replay_caption().startswith("After epoch 1 of 2: ")
+    right = int(replay_caption().split(": ")[1].split(" of ")[0])
+    assert 20 <= right <= 30
+
+
 def test_results_filters_the_gallery(app_env: Path) -> None:
     at = page("results").run()
     at.radio(key="results_show").set_value("misclassified").run()

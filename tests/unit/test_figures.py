@@ -12,6 +12,7 @@ from mnist_core.figures import (
     gallery_figure,
     history_figure,
     probabilities_figure,
+    replay_figure,
 )
 
 HISTORIES = {
@@ -134,3 +135,16 @@ def test_probabilities_figure_follows_the_prediction(best: int) -> None:
     colours = list(probabilities_figure(probabilities).data[0].marker.color)
 
     assert [i for i, colour in enumerate(colours) if colour == RIGHT_COLOUR] == [best]
+
+
+def test_replay_figure_colours_each_digit_by_its_true_class_probability() -> None:
+    answers = np.zeros((3, 2, 10), dtype=np.float32)
+    answers[:, 0, 7] = [0.2, 0.6, 0.9]  # a 7 learned over three epochs
+    answers[:, 0, 1] = [0.8, 0.4, 0.1]
+    answers[:, 1, 4] = 1.0  # a 2, always read as 4
+    figure = replay_figure(answers, np.array([7, 2]))
+    (heatmap,) = figure.data
+    np.testing.assert_allclose(np.asarray(heatmap.z), [[0.2, 0.6, 0.9], [0.0, 0.0, 0.0]])
+    assert list(heatmap.x) == [1, 2, 3]
+    assert list(heatmap.y) == ["#1: a 7", "#2: a 2"]
+    assert np.asarray(heatmap.customdata).tolist() == [[1, 7, 7], [4, 4, 4]]

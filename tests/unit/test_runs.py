@@ -27,6 +27,7 @@ from mnist_core.evaluate import Evaluation
 from mnist_core.predict import predict_proba
 from mnist_core.runs import (
     PROBABILITIES_FILE,
+    REPLAY_FILE,
     RUN_FILES,
     STALE_TEMP_SECONDS,
     RunRecorder,
@@ -73,7 +74,9 @@ def test_saved_run_lists_and_loads(store: RunStore, run_id: str, trained, digits
 
     run = store.get(run_id)
     assert run.path == store.root / run_id
-    assert sorted(p.name for p in run.path.iterdir()) == sorted([*RUN_FILES, PROBABILITIES_FILE])
+    assert sorted(p.name for p in run.path.iterdir()) == sorted(
+        [*RUN_FILES, PROBABILITIES_FILE, REPLAY_FILE]
+    )
     assert run.config == trained.config
     assert run.history == trained.history
     assert run.test_accuracy == trained.test_accuracy
@@ -476,6 +479,31 @@ def test_list_cleans_on_the_way(store: RunStore, run_id: str) -> None:
 
 def test_clean_on_a_store_that_does_not_exist_yet(tmp_path: Path) -> None:
     assert RunStore(tmp_path / "nothing").clean(max_age=0) == []
+
+
+# --- the learning replay ---
+
+
+def test_replay_is_saved_with_the_run(runs_dir: Path, trained) -> None:
+    run = RunStore(runs_dir).get(RunStore(runs_dir).save(trained))
+    indices, answers = run.replay()
+    assert indices.tolist() == trained.replay_indices.tolist()
+    assert answers.shape == trained.replay.shape and answers.dtype == np.float32
+    np.testing.assert_allclose(answers, trained.replay, atol=1e-3)  # stored as float16
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbage", "wrong shape"])
+def test_a_run_without_a_usable_replay_has_none(runs_dir: Path, trained, damage: str) -> None:
+    run = RunStore(runs_dir).get(RunStore(runs_dir).save(trained))
+    path = run.path / "replay.npz"
+    if damage == "missing":
+        path.unlink()
+    elif damage == "garbage":
+        path.write_bytes(b"not an npz")
+    else:
+        np.savez(path, indices=np.arange(3), probabilities=np.zeros((2, 4, 10)))
+    assert run.replay() is None
+    assert RunStore(runs_dir).get(run.run_id).test_accuracy == trained.test_accuracy
 
 
 # --- checkpoints of runs in training (RunRecorder) ---

@@ -15,7 +15,8 @@ from mnist_core.errors import DataError
 from mnist_core.evaluate import evaluate
 from mnist_core.jobs import HISTORY_KEYS, ProgressEvent, TrainingJob
 from mnist_core.models import STEPS_PER_EXECUTION
-from mnist_core.train import train
+from mnist_core.predict import predict_proba
+from mnist_core.train import replay_panel, train
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 
@@ -34,6 +35,27 @@ def test_history_has_one_value_per_finished_epoch(trained) -> None:
     assert trained.best_epoch == int(np.argmin(trained.history["val_loss"])) + 1
     assert (trained.stopped, trained.stopped_early) == (False, False)
     assert trained.train_seconds > 0
+
+
+def test_replay_panel_takes_the_first_samples_of_each_digit() -> None:
+    labels = np.array([3, 1, 3, 0, 1, 3, 3, 2, 0])
+    assert replay_panel(labels, per_digit=2).tolist() == [3, 8, 1, 4, 7, 0, 2]
+
+
+def test_replay_records_the_panel_after_every_epoch(trained, digits) -> None:
+    panel = replay_panel(digits.y_test)
+    assert trained.replay_indices.tolist() == panel.tolist()
+    assert len(panel) == 30 and digits.y_test[panel].tolist() == sorted(digits.y_test[panel])
+    assert trained.replay.shape == (trained.epochs_run, 30, 10)
+    assert trained.replay.dtype == np.float32
+    np.testing.assert_allclose(trained.replay.sum(axis=2), 1.0, atol=1e-5)
+    # The model holds the best epoch's weights: its answers are that epoch's row.
+    best = trained.replay[trained.best_epoch - 1]
+    np.testing.assert_allclose(predict_proba(trained.model, digits.x_test[panel]), best, atol=1e-5)
+    # It learned: more panel digits right after the last epoch than after the first.
+    truth = digits.y_test[panel]
+    right = [(answers.argmax(1) == truth).sum() for answers in trained.replay]
+    assert right[-1] >= right[0] and right[-1] >= 25
 
 
 def test_model_learns_and_is_scored_on_the_test_set(trained, digits) -> None:
@@ -110,6 +132,7 @@ def test_stop_request_ends_training_and_drops_the_partial_epoch(digits, small_co
     # The weights of epoch 1 are kept, not those of the half-trained epoch 2.
     assert result.best_epoch == 1
     assert validation_loss(result, digits) == pytest.approx(result.history["val_loss"][0], 1e-4)
+    assert result.replay.shape == (1, 30, 10)  # the replay drops the partial epoch too
 
 
 def test_early_stopping_keeps_the_best_weights(digits, small_config) -> None:

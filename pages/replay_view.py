@@ -1,0 +1,34 @@
+"""The learning replay on Results: a fixed panel of test digits, as the model read them after
+each epoch of training (recorded by `mnist_core.train`)."""
+
+import numpy as np
+import streamlit as st
+
+from mnist_core.figures import gallery_html, replay_figure
+
+
+def learning_replay(run, images: np.ndarray, labels: np.ndarray) -> None:
+    """An epoch slider over the run's replay panel, and each digit's certainty over epochs."""
+    st.subheader("Learning replay")
+    replay = run.replay()
+    if replay is None:
+        st.caption("This run was saved without a learning replay (runs trained here have one).")
+        return
+    indices, answers = replay
+    epochs = len(answers)
+    if epochs > 1:
+        epoch = st.slider("Epoch", 1, epochs, epochs, key="results_replay_epoch")
+    else:
+        epoch = 1
+    predicted = np.zeros(len(labels), dtype=np.int64)
+    confidence = np.zeros(len(labels), dtype=np.float32)
+    predicted[indices] = answers[epoch - 1].argmax(axis=1)
+    confidence[indices] = answers[epoch - 1].max(axis=1)
+    right = int(np.sum(predicted[indices] == labels[indices]))
+    st.caption(
+        f"After epoch {epoch} of {epochs}: {right} of {len(indices)} panel digits read right. "
+        "Move the slider to replay how the model learned them."
+    )
+    st.html(gallery_html(images, indices, labels, predicted, confidence))
+    with st.expander("Certainty of each panel digit, epoch by epoch"):
+        st.plotly_chart(replay_figure(answers, labels[indices]), key="results_replay_chart")
