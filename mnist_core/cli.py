@@ -1,4 +1,4 @@
-"""The command line: `python -m mnist_core train|evaluate|predict|runs`.
+"""The command line: `python -m mnist_core train|evaluate|predict|runs|export|import`.
 
 Exit codes: 0 success; 2 bad arguments or invalid settings; 1 a data, model or image problem,
 reported in one line. With `--json` the last line of stdout is one JSON object.
@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from mnist_core.config import PRESETS, TrainConfig, parse_sizes
-from mnist_core.errors import ConfigError, MnistCoreError
+from mnist_core.errors import ConfigError, MnistCoreError, ModelError
 
 SUMMARY_WIDTH = 28
 
@@ -77,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_runs_dir(runs)
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(handler=_runs)
+
+    export = commands.add_parser("export", help="write a run as one .zip bundle to share")
+    export.add_argument("run", help="run id (the pretrained run's too), 'latest' or 'best'")
+    export.add_argument("file", help="the bundle to write, FILE.zip")
+    _add_runs_dir(export)
+    export.set_defaults(handler=_export)
+
+    import_ = commands.add_parser("import", help="add the run in a bundle as a new run")
+    import_.add_argument("file", help="a bundle written by `export`, FILE.zip")
+    _add_runs_dir(import_)
+    import_.add_argument("--json", action="store_true")
+    import_.set_defaults(handler=_import)
     return parser
 
 
@@ -103,14 +116,19 @@ def _train(args: argparse.Namespace) -> int:
 
     from mnist_core.data import load_mnist
     from mnist_core.runs import RunRecorder, RunStore
-    from mnist_core.train import train
+    from mnist_core.train import prepare, train
 
-    data = load_mnist(args.data)
     store = RunStore(args.runs_dir)
+    # Your drawings (--drawings) and the run to fine-tune (--start-from RUN), if asked for.
+    data, initial_weights = prepare(config, load_mnist(args.data), store)
     print(f"Training {args.preset} on {data.source}", file=sys.stderr)
     recorder = RunRecorder(store)  # a killed command still leaves its best model so far
     result = train(
-        config, data, on_progress=_ProgressBar(sys.stderr), on_checkpoint=recorder.checkpoint
+        config,
+        data,
+        on_progress=_ProgressBar(sys.stderr),
+        on_checkpoint=recorder.checkpoint,
+        initial_weights=initial_weights,
     )
     run_id = recorder.finish(result)
     run = store.get(run_id)
@@ -239,9 +257,46 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve_run(runs_dir: str | None, name: str) -> tuple[Any, str]:
-    from mnist_core.errors import ModelError
+def _export(args: argparse.Namespace) -> int:
+    from mnist_core.bundles import export_bundle
+
+    target = Path(args.file)
+    if target.suffix != ".zip":
+        raise ConfigError("FILE", f"needs a .zip file name, got {args.file!r}")
+    store, run_id = _resolve_run(args.runs_dir, args.run, with_pretrained=True)
+    data = export_bundle(store, run_id)
+    temp = target.with_name(f".tmp-{target.name}")  # a killed export leaves no half bundle
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, target)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise ModelError(f"cannot write {args.file!r}: {error.strerror}") from error
+    print(f"Exported run {run_id} to {target} ({len(data) / 1e6:.1f} MB)")
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from mnist_core.bundles import import_bundle, read_bundle_file
     from mnist_core.runs import RunStore
+
+    store = RunStore(args.runs_dir)
+    run = store.get(import_bundle(store, read_bundle_file(args.file)))
+    summary = {
+        "run_id": run.run_id,
+        "imported_from": run.metrics["imported_from"],
+        "architecture": run.config.architecture,
+        "test_accuracy": run.test_accuracy,
+        "model_path": str(run.model_path),
+    }
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _resolve_run(runs_dir: str | None, name: str, with_pretrained: bool = False) -> tuple[Any, str]:
+    """The store and id of run `name`: an id, or the "latest" or "best" of the store's runs.
+    `with_pretrained` lets an id name the pretrained run too."""
+    from mnist_core.runs import PRETRAINED_DIR, RunStore
 
     store = RunStore(runs_dir)
     if name in ("latest", "best"):
@@ -251,6 +306,8 @@ def _resolve_run(runs_dir: str | None, name: str) -> tuple[Any, str]:
                 f"no runs in {store.root}: train one with `python -m mnist_core train`"
             )
         return store, run.run_id
+    if with_pretrained:
+        store = RunStore(runs_dir, bundled=PRETRAINED_DIR)
     return store, store.get(name).run_id
 
 

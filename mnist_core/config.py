@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "validation_split": (0.0, 0.5),
     "seed": (0, 2**31 - 1),
 }
+RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")  # how runs are named
 MAX_UPLOAD_BYTES = 5_000_000  # largest uploaded image; `DemoLimits` may lower it
 
 
@@ -56,9 +58,14 @@ class TrainConfig:
     batch_size: int = 128
     epochs: int = 20  # upper bound; early stopping may end sooner
     patience: int = 5  # epochs without val_loss improvement before stopping; 0 = off
+    # End with the weights of the epoch with the lowest validation loss; False: those of the
+    # last finished epoch, which is what a fixed schedule (cosine decay) is designed to reach.
+    restore_best: bool = True
     validation_split: float = 0.1  # last fraction of the training set, held out
     seed: int = 42  # weights, shuffling, dropout and augmentation
     augment: bool = False  # random shifts, rotations and zoom of training images
+    drawings: bool = False  # mix the user's own drawings (`drawings.DrawingSet`) into training
+    start_from: str = ""  # fine-tune this run's model (same architecture); "" = train anew
 
     def __post_init__(self) -> None:
         _check_choice("architecture", self.architecture, ARCHITECTURES)
@@ -70,7 +77,13 @@ class TrainConfig:
         _check_float("validation_split", self.validation_split, closed_low=True)
         for name in ("batch_size", "epochs", "patience", "seed"):
             _check_int(name, getattr(self, name))
-        for name in ("augment", "lr_decay"):
+        if not isinstance(self.start_from, str) or not (
+            self.start_from == "" or RUN_ID.match(self.start_from)
+        ):
+            raise ConfigError(
+                "start_from", f"must be a run id (or empty to train anew), got {self.start_from!r}"
+            )
+        for name in ("augment", "lr_decay", "drawings", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.patience > 0 and self.validation_split == 0:
@@ -345,7 +358,8 @@ PRESETS: dict[str, TrainConfig] = {
         lr_decay=True,
         batch_size=128,
         epochs=12,
-        patience=0,  # a short fixed schedule; the epoch with the lowest val_loss is kept
+        patience=0,  # a short fixed schedule, annealed to its end: the last epoch is kept
+        restore_best=False,
         validation_split=0.1,
         augment=False,
     ),

@@ -59,6 +59,8 @@ class TrainingJob:
     on_done: Callable[[TrainResult], Any] | None = None
     on_checkpoint: Callable[[TrainResult], None] | None = None
     on_failure: Callable[[], None] | None = None
+    store: Any = None  # the `RunStore` of runs to fine-tune (`config.start_from`)
+    drawings: Any = None  # the `DrawingSet` to mix in (`config.drawings`)
     state: str = "starting"  # starting -> running -> finished | stopped | failed
     progress: ProgressEvent | None = None
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
@@ -110,14 +112,16 @@ class TrainingJob:
     def _run(self) -> None:
         try:
             data = self.load_data()  # first: a missing data set is reported in milliseconds
-            from mnist_core.train import train
+            from mnist_core.train import prepare, train
 
+            data, initial_weights = prepare(self.config, data, self.store, self.drawings)
             result = train(
                 self.config,
                 data,
                 self._on_progress,
                 self._stop.is_set,
                 on_checkpoint=self.on_checkpoint,
+                initial_weights=initial_weights,
             )
             outcome = self.on_done(result) if self.on_done is not None else None
             with self._lock:
@@ -148,6 +152,8 @@ class TrainingSlot:
         on_done: Callable[[TrainResult], Any] | None = None,
         on_checkpoint: Callable[[TrainResult], None] | None = None,
         on_failure: Callable[[], None] | None = None,
+        store: Any = None,
+        drawings: Any = None,
     ) -> str | None:
         """Start a job and return its id; None (and nothing started) if one is running."""
         with self._lock:
@@ -156,6 +162,12 @@ class TrainingSlot:
             # The id first: a page reading the slot never pairs the new job with the old id.
             self.job_id = uuid.uuid4().hex
             self.job = TrainingJob(
-                config, load_data, on_done, on_checkpoint=on_checkpoint, on_failure=on_failure
+                config,
+                load_data,
+                on_done,
+                on_checkpoint=on_checkpoint,
+                on_failure=on_failure,
+                store=store,
+                drawings=drawings,
             ).start()
             return self.job_id

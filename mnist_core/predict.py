@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -55,10 +56,40 @@ def predict_digit(model: keras.Model, image: np.ndarray) -> tuple[int, float, np
     return digit, float(probabilities[digit]), probabilities
 
 
+def compiled_per_model(
+    cache: weakref.WeakKeyDictionary[keras.Model, Any],
+    model: keras.Model,
+    build: Callable[[keras.Model], Any],
+) -> Any:
+    """`build(model)` (a traced function) made once per model and shared by all threads.
+
+    `build` must hold the model only through a weak reference: a strong one from the cached
+    value would keep its key, the model, alive forever, and every model trained in a session
+    would leak.
+    """
+    function = cache.get(model)
+    if function is not None:
+        return function
+    with _lock:
+        function = cache.get(model)
+        if function is None:
+            function = build(model)  # traces now, under the lock, not in a race
+            cache[model] = function
+    return function
+
+
 def _forward(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    forward = _forwards.get(model)
-    if forward is not None:
-        return forward
+    return compiled_per_model(_forwards, model, _build_forward)
+
+
+def _build_forward(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    model_ref = weakref.ref(model)
+    forward = tf.function(
+        lambda x: model_ref()(x, training=False),
+        input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)],
+    )
+    forward(tf.zeros([1, 28, 28]))  # trace now
+    return forward
     with _lock:
         forward = _forwards.get(model)
         if forward is None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_core.config import TrainConfig
+from mnist_core.config import RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
@@ -39,7 +39,7 @@ PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results
 REPLAY_FILE = "replay.npz"  # the replay panel's test indices and answers after each epoch
 # The small pretrained run shipped with the package, so the app can predict before any training.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-_RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")
+_RUN_ID = RUN_ID  # folder names of runs: YYYYMMDD-HHMMSS-architecture-hex
 _TEMP_PREFIX = ".tmp-"
 _REPLACED = f"{_TEMP_PREFIX}replaced-"  # a run's previous version, while it is being replaced
 INTERRUPTED = "interrupted"
@@ -224,6 +224,27 @@ class RunStore:
                     raise
                 run_id = _new_run_id(architecture)  # another process took the same id
         raise ModelError(f"cannot find a free run id in {self.root}; try again")
+
+    def add(self, write: Callable[[Path], None], architecture: str) -> str:
+        """Add a new run whose files `write(folder)` puts into an empty folder; its run id.
+
+        Like `save`, the folder stays hidden until `write` returns, then is renamed into place
+        under a new id, never over an existing run. If `write` raises, the folder is removed
+        and the error propagates.
+        """
+        run_id = _new_run_id(architecture)
+        self.root.mkdir(parents=True, exist_ok=True)
+        temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
+        temp.mkdir()
+        try:
+            write(temp)
+            _fsync_dir(temp)
+            run_id = self._move_into_place(temp, run_id, architecture)
+            _fsync_dir(self.root)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        return run_id
 
     def _replace(self, temp: Path, path: Path) -> None:
         """Put the complete `temp` folder in place of the run at `path`.

@@ -84,6 +84,7 @@ def train(
     should_stop: StopHook | None = None,
     on_checkpoint: CheckpointHook | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
+    initial_weights: list[np.ndarray] | None = None,
 ) -> TrainResult:
     """Train a model for `config` on `data` and evaluate it on the test set.
 
@@ -93,6 +94,8 @@ def train(
     `on_checkpoint(result)` gets the model at each new best epoch, at least
     `checkpoint_seconds` of training after the previous checkpoint (or the start), as a result
     evaluated on the test set; the model is the live one, so save it before returning.
+    `initial_weights` (a model's `get_weights()`, same architecture) fine-tunes that model
+    instead of starting from random weights; see `prepare` for where they come from.
     The same config and seed on the same machine give the same history.
     """
     keras.utils.set_random_seed(config.seed)
@@ -110,6 +113,8 @@ def train(
     batches = math.ceil(n_train / config.batch_size)
 
     model = build_model(config, steps_per_epoch=batches)
+    if initial_weights is not None:
+        _set_initial_weights(model, initial_weights, config)
     monitor = _TrainingMonitor(config, batches, on_progress, should_stop)
     panel = replay_panel(data.y_test)
     monitor.replay_images = data.x_test[panel].astype(np.float32) / PIXEL_MAX
@@ -148,6 +153,41 @@ def train(
         pass
     monitor.restore_best_weights()
     return result(time.perf_counter() - start)
+
+
+def prepare(
+    config: TrainConfig, data: MnistData, store: Any = None, drawings: Any = None
+) -> tuple[MnistData, list[np.ndarray] | None]:
+    """The training data and initial weights that `config` asks for: MNIST with the user's
+    drawings mixed in (`config.drawings`, from `drawings`, a `DrawingSet`) and the weights
+    of the run to fine-tune (`config.start_from`, from `store`, a `RunStore`).
+
+    Raises DataError when there are no drawings, ModelError when the run cannot be loaded.
+    """
+    if config.drawings:
+        from mnist_core.drawings import DrawingSet, mix_into
+
+        data = mix_into(data, *(drawings if drawings is not None else DrawingSet()).arrays())
+    weights = None
+    if config.start_from:
+        from mnist_core.runs import RunStore
+
+        store = store if store is not None else RunStore()
+        weights = store.load_model(config.start_from).get_weights()
+    return data, weights
+
+
+def _set_initial_weights(
+    model: keras.Model, weights: list[np.ndarray], config: TrainConfig
+) -> None:
+    expected = [tuple(w.shape) for w in model.get_weights()]
+    if [tuple(np.shape(w)) for w in weights] != expected:
+        raise ConfigError(
+            "start_from",
+            f"run {config.start_from or '?'} has another architecture than these settings; "
+            "to fine-tune it keep its architecture, layer sizes and filters",
+        )
+    model.set_weights(weights)
 
 
 def _batches(
@@ -195,6 +235,7 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self.best_epoch = 0
         self._best_loss = math.inf
         self._best_weights: list[np.ndarray] | None = None
+        self._last_weights: list[np.ndarray] | None = None  # when `config.restore_best` is off
         self._wait = 0
         self._epoch = 0
         self._start = 0.0
@@ -236,6 +277,8 @@ class _TrainingMonitor(keras.callbacks.Callback):
         if self.replay_images is not None and len(self.replay_images):
             # A few milliseconds: one forward pass of 30 digits.
             self.replay.append(np.asarray(self.model(self.replay_images, training=False)))
+        if not self.config.restore_best:
+            self._last_weights = self.model.get_weights()
         watched = logs.get("val_loss", logs.get("loss", math.inf))
         if watched < self._best_loss:
             self._best_loss = watched
@@ -255,8 +298,12 @@ class _TrainingMonitor(keras.callbacks.Callback):
             self.on_progress(self._event(self.batches, logs, epoch_end=True))
 
     def restore_best_weights(self) -> None:
-        """Give the model the weights of its best finished epoch (if any epoch finished)."""
-        if self._best_weights is not None:
+        """Give the model the weights it ends with (if any epoch finished): those of the best
+        epoch, or with `config.restore_best` off those of the last finished one."""
+        if not self.config.restore_best and self._last_weights is not None:
+            self.model.set_weights(self._last_weights)  # not those of a stopped, partial epoch
+            self.best_epoch = len(self.history["loss"])
+        elif self._best_weights is not None:
             self.model.set_weights(self._best_weights)
 
     def _event(self, batch: int, logs: dict[str, Any], epoch_end: bool) -> ProgressEvent:

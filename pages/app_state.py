@@ -95,13 +95,15 @@ def show_error(error: MnistCoreError) -> None:
 
 def start_training(config: TrainConfig) -> str | None:
     """Start training `config` in the background; the job id, or None if one is running."""
-    recorder = RunRecorder(run_store())  # checkpoints survive a server that is killed
+    store = run_store()
+    recorder = RunRecorder(store)  # checkpoints survive a server that is killed
     return training_slot().start(
         config,
         load_data,
         on_done=recorder.finish,
         on_checkpoint=recorder.checkpoint,
         on_failure=recorder.abandon,
+        store=store,  # fine-tuning may start from the bundled pretrained run
     )
 
 

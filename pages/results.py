@@ -7,7 +7,7 @@ import streamlit as st
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
-from pages import app_state, replay_view
+from pages import app_state, drawings_view, explain_view, replay_view, share_view
 
 PAGE_SIZE = 40
 ANY = "any"
@@ -42,7 +42,7 @@ def reset_page() -> None:
     st.session_state["results_page"] = 1
 
 
-def gallery(evaluation: Evaluation, images) -> None:
+def gallery(evaluation: Evaluation, images) -> list[int]:
     left, middle, right, order_column = st.columns(4)
     show = left.radio("Show", ["all", "misclassified"], key="results_show", on_change=reset_page)
     digit_choices = [ANY, *range(10)]
@@ -61,7 +61,7 @@ def gallery(evaluation: Evaluation, images) -> None:
     )
     if len(indices) == 0:
         st.info("No test digits match these filters.")
-        return
+        return []
     pages = -(-len(indices) // PAGE_SIZE)
     page = min(st.session_state.get("results_page", 1), pages)
     st.caption(
@@ -74,6 +74,7 @@ def gallery(evaluation: Evaluation, images) -> None:
     )
     if pages > 1:
         st.number_input("Page", 1, pages, value=page, key="results_page")
+    return [int(index) for index in shown]
 
 
 def downloads(run) -> None:
@@ -108,6 +109,7 @@ def downloads(run) -> None:
 
 
 st.title("Results")
+share_view.import_panel()
 runs = app_state.list_runs()
 app_state.forget_vanished_run("results_run", runs)
 if not runs:
@@ -146,6 +148,7 @@ if run.status == "interrupted":
         f"Training of this run ended abruptly (the server stopped) after epoch "
         f"{metrics['epochs_run']}; it holds the best model saved up to then."
     )
+share_view.share_run(run)
 
 st.subheader("Learning curves")
 chosen = [run] + [r for r in runs if r.run_id in others]
@@ -179,9 +182,12 @@ with class_column:
     st.plotly_chart(per_class_figure(evaluation.precision, evaluation.recall), key="results_class")
 
 st.subheader("Test digits")
-gallery(evaluation, data.x_test)
+shown = gallery(evaluation, data.x_test)
+explain_view.results_section(run, data.x_test, evaluation, shown)
 
 replay_view.learning_replay(run, data.x_test, data.y_test)
+
+drawings_view.scores_table(runs)
 
 st.subheader("Downloads")
 downloads(run)

@@ -8,7 +8,7 @@ from mnist_core.errors import ImageError, MnistCoreError
 from mnist_core.figures import digit_png, probabilities_figure
 from mnist_core.predict import predict_digit
 from mnist_core.preprocess import load_image, to_mnist_steps
-from pages import app_state
+from pages import app_state, drawings_view, explain_view
 
 CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
 DRAWING = "sketch_drawing"  # the latest canvas image, (280, 280, 4) uint8; tests inject it here
@@ -54,14 +54,15 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
     left.metric("Confidence", f"{confidence:.1%}")
     left.image(digit_png(steps.centred, scale=5), caption="What the model sees (28×28)")
     right.plotly_chart(probabilities_figure(probabilities), key=f"sketch_probabilities_{source}")
-    with st.expander("Preprocessing steps"):
-        stages = [("ink", steps.ink), ("cropped to the ink", steps.cropped)]
-        if steps.widened is not steps.cropped:
-            stages.append(("thin strokes widened", steps.widened))
-        stages += [("scaled into 20×20", steps.scaled), ("centred by mass in 28×28", steps.centred)]
-        for cell, (caption, stage) in zip(st.columns(len(stages)), stages, strict=True):
-            scale = max(1, 140 // max(stage.shape))
-            cell.image(digit_png(stage, scale=scale), caption=caption)
+    drawings_view.offer_to_keep(
+        steps.centred,
+        digit,
+        image,
+        key=f"sketch_{source}",
+        on_added=clear_canvas if source == "canvas" else None,
+    )
+    explain_view.preprocessing_steps(image, steps, source)
+    explain_view.sketch_section(model, steps.centred, digit, source)
 
 
 st.title("Sketch")
@@ -75,6 +76,7 @@ if run is not None:
         app_state.show_error(error)
         st.stop()
 
+    drawings_view.active_accuracy_line(run)
     draw_tab, upload_tab = st.tabs(["Draw", "Upload a photo"])
     with draw_tab:
         canvas_column, result_column = st.columns([1, 2])
@@ -111,3 +113,5 @@ if run is not None:
                 app_state.show_error(error)
             else:
                 show_prediction(model, image, "upload")
+
+drawings_view.manage()

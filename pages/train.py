@@ -7,11 +7,12 @@ import streamlit as st
 from mnist_core.config import LIMITS, PRESETS, DemoLimits, TrainConfig, parse_sizes
 from mnist_core.errors import ConfigError
 from mnist_core.figures import history_figure
-from pages import app_state
+from pages import app_state, drawings_view, share_view
 
 if TYPE_CHECKING:
     from mnist_core.jobs import TrainingJob, TrainingSlot
 
+BEFORE = "train_before_run"  # the run to compare the new one with
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
 
@@ -24,7 +25,11 @@ def batch_sizes(limits: DemoLimits) -> list[int]:
 
 def apply_preset(limits: DemoLimits) -> None:
     """Fill every widget with the chosen preset's values, lowered to this server's caps."""
-    preset = limits.fit(PRESETS[st.session_state["train_preset"]])
+    apply_settings(limits.fit(PRESETS[st.session_state["train_preset"]]))
+
+
+def apply_settings(preset: TrainConfig) -> None:
+    """Fill every widget with the values of `preset`: a preset, or a run's config."""
     st.session_state.update(
         {
             "train_architecture": preset.architecture,
@@ -37,9 +42,12 @@ def apply_preset(limits: DemoLimits) -> None:
             "train_batch_size": preset.batch_size,
             "train_epochs": preset.epochs,
             "train_patience": preset.patience,
+            "train_restore_best": preset.restore_best,
             "train_validation_split": preset.validation_split,
             "train_seed": preset.seed,
             "train_augment": preset.augment,
+            "train_drawings": preset.drawings,
+            "train_start_from": preset.start_from,
         }
     )
 
@@ -74,10 +82,17 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
     left.slider("Dropout rate", 0.0, LIMITS["dropout_rate"][1], step=0.05, key="train_dropout_rate")
     middle.selectbox("Optimizer", ["adam", "sgd", "rmsprop"], key="train_optimizer")
     middle.select_slider(
-        "Learning rate", LEARNING_RATES, key="train_learning_rate", format_func=lambda v: f"{v:g}"
+        "Learning rate",
+        share_view.with_current(LEARNING_RATES, "train_learning_rate"),
+        key="train_learning_rate",
+        format_func=lambda v: f"{v:g}",
     )
     middle.toggle("Cosine learning-rate decay", key="train_lr_decay")
-    middle.select_slider("Batch size", batch_sizes(limits), key="train_batch_size")
+    middle.select_slider(
+        "Batch size",
+        share_view.with_current(batch_sizes(limits), "train_batch_size"),
+        key="train_batch_size",
+    )
     middle.toggle("Augment (shift, rotate, zoom)", key="train_augment")
     max_epochs = limits.maximum("epochs")
     if max_epochs > 1:
@@ -99,6 +114,13 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         key="train_validation_split",
     )
     right.number_input("Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed")
+    right.toggle(
+        "Keep the best epoch",
+        key="train_restore_best",
+        help="On: end with the epoch of lowest validation loss. Off: with the last epoch, "
+        "which a cosine-decay schedule is designed to reach.",
+    )
+    drawings_view.training_options()
     try:
         config = TrainConfig.preset(
             st.session_state["train_preset"],
@@ -112,9 +134,12 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
             batch_size=int(st.session_state["train_batch_size"]),
             epochs=int(st.session_state["train_epochs"]),
             patience=int(st.session_state["train_patience"]),
+            restore_best=st.session_state["train_restore_best"],
             validation_split=round(float(st.session_state["train_validation_split"]), 4),
             seed=int(st.session_state["train_seed"]),
             augment=st.session_state["train_augment"],
+            drawings=st.session_state["train_drawings"],
+            start_from=st.session_state["train_start_from"],
         )
         limits.check(config)
         return config
@@ -173,6 +198,8 @@ def show_summary(job: "TrainingJob", run_id: str, job_id: str) -> None:
     result = job.result
     if st.session_state.get("train_finished_job") != job_id:
         st.session_state["train_finished_job"] = job_id
+        if BEFORE not in st.session_state:  # a job followed after a reload: no "before" known
+            st.session_state[BEFORE] = None
         app_state.set_active_run(run_id)
     how = (
         "stopped by you"
@@ -185,6 +212,7 @@ def show_summary(job: "TrainingJob", run_id: str, job_id: str) -> None:
         f"(best: {result.best_epoch}) in "
         f"{result.train_seconds:.0f} s. It is now your active model."
     )
+    drawings_view.before_after(st.session_state.get(BEFORE), run_id)
     st.page_link(
         app_state.page_path("results"), label="See its results", icon=":material/monitoring:"
     )
@@ -201,10 +229,14 @@ limits = app_state.demo_limits()
 if limits.describe():
     st.caption(limits.describe(), help="Caps set by whoever runs this server, for its memory.")
 slot = app_state.training_slot()
+share_view.load_train_again(limits, apply_settings)
 config = settings_form(limits)
 busy = slot.job is not None and slot.job.running
 if st.button("Train", key="train_start", type="primary", disabled=config is None or busy):
     job_id = app_state.start_training(config)
+    # What "before" means on the summary: the run fine-tuned, else the model active until now.
+    active = app_state.active_run()
+    st.session_state[BEFORE] = config.start_from or (active.run_id if active else None)
     if job_id is None:
         st.warning("A training is already running on this server; wait for it to finish.")
     else:

@@ -42,6 +42,16 @@ def app_env(trained_runs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return trained_runs
 
 
+@pytest.fixture
+def own_runs(trained_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the trained store that a test may change, set as the app's store."""
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_runs, runs)
+    monkeypatch.setenv("MNIST_RUNS_DIR", str(runs))
+    monkeypatch.chdir(ROOT)
+    return runs
+
+
 def page(name: str) -> AppTest:
     """The app, through its entry point (navigation and sidebar), opened at page `name`."""
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT)
@@ -56,6 +66,14 @@ def canvas_with(digit: np.ndarray, size: int = 160, left: int = 20, top: int = 9
     region = canvas[top : top + size, left : left + size]
     region[..., 0] = region[..., 1] = region[..., 2] = big
     return canvas
+
+
+def wait_for_success(at: AppTest, timeout: float = 180) -> None:
+    """Rerun the page (as its live fragment would) until training reports success."""
+    deadline = time.monotonic() + timeout
+    while not at.success and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()
 
 
 def plotly_array(value: object) -> np.ndarray:
@@ -99,7 +117,7 @@ def test_results_shows_curves_matrix_and_gallery(app_env: Path) -> None:
     accuracy = float(at.metric[0].value.rstrip("%"))
     assert 95.0 < accuracy < 100.0
     charts = at.get("plotly_chart")
-    assert len(charts) == 3  # curves, confusion matrix, per-digit bars
+    assert len(charts) == 4  # curves, confusion matrix, per-digit bars, replay
     curves = json.loads(charts[0].proto.spec)
     assert [trace["name"] for trace in curves["data"]][:2] == [
         f"{at.selectbox(key='results_run').value} · train",
@@ -208,23 +226,20 @@ def test_sketch_upload_predicts_and_rejects_non_images(app_env: Path, mnist) -> 
     assert at.error and "image" in at.error[0].value.lower()
 
 
-def test_train_one_epoch_completes_and_saves_a_run(app_env: Path) -> None:
+def test_train_one_epoch_completes_and_saves_a_run(own_runs: Path) -> None:
     at = page("train").run()
     assert not at.exception
     assert at.slider(key="train_epochs").label == "Epochs"
     at.slider(key="train_epochs").set_value(1)
     at.button(key="train_start").click().run()
     assert not at.exception
-    deadline = time.monotonic() + 180
-    while not at.success and time.monotonic() < deadline:
-        time.sleep(1)
-        at.run()
+    wait_for_success(at)
     assert not at.exception
     assert at.success, "training did not finish within 3 minutes"
     message = at.success[0].value
     assert "test accuracy, 1 epoch " in message
     run_id = message.split("`")[1]
-    saved = json.loads((app_env / run_id / "metrics.json").read_text())
+    saved = json.loads((own_runs / run_id / "metrics.json").read_text())
     assert saved["epochs_run"] == 1 and saved["status"] == "completed"
     assert saved["test_accuracy"] > 0.9
     assert at.session_state["active_run"] == run_id
@@ -426,3 +441,382 @@ def test_train_page_with_a_one_epoch_cap(app_env: Path, monkeypatch: pytest.Monk
     assert (epochs.options, epochs.value) == (["1"], 1)
     assert "This server limits training to 1 epoch." in [c.value for c in at.caption]
     assert not at.button(key="train_start").disabled
+
+
+def saliency_specs(at: AppTest) -> list[dict]:
+    """The saliency figures on the page (input, saliency map, digit outline), as JSON."""
+    specs = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    return [s for s in specs if [t["type"] for t in s["data"]] == ["heatmap"] * 2 + ["contour"]]
+
+
+def saliency_spec(at: AppTest) -> dict:
+    (spec,) = saliency_specs(at)
+    return spec
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [caption for image in at.image for caption in image.captions]
+
+
+def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
+    from mnist_core.explain import saliency
+    from mnist_core.preprocess import to_mnist
+    from mnist_core.runs import load_model_file
+
+    canvas = canvas_with(mnist.x_test[0])  # a 7
+    at = page("sketch")
+    at.session_state["sketch_drawing"] = canvas
+    at.run()
+    assert not at.exception
+    labels = [e.label for e in at.expander]
+    assert labels.index("Preprocessing steps") + 1 == labels.index("What the model sees")
+    captions = image_captions(at)
+    assert captions[captions.index("as drawn") + 1] == "ink"  # the canvas, then its stages
+    assert saliency_specs(at) == []  # closed: nothing computed
+    assert not [c for c in captions if c.startswith("First layer")]
+
+    at.session_state["sketch_explain_canvas"] = True  # what opening the expander does
+    at.run()
+
+    assert not at.exception
+    centred = to_mnist(canvas)
+    model = load_model_file(next(app_env.iterdir()) / "model.keras")
+    digit, heat, _ = saliency_spec(at)["data"]
+    np.testing.assert_allclose(plotly_array(digit["z"]), centred, atol=1e-6)
+    np.testing.assert_allclose(plotly_array(heat["z"]), saliency(model, centred, 7), atol=1e-5)
+    assert heat["colorbar"]["title"]["text"] == "gradient × input, score of 7"
+    assert "First layer, dense1: input weights of 256 units (the first 64 shown)" in (
+        image_captions(at)
+    )
+
+    at.radio(key="sketch_explain_canvas_method").set_value("occlusion").run()
+    assert not at.exception
+    heat = saliency_spec(at)["data"][1]
+    assert heat["colorbar"]["title"]["text"] == "drop in p(7)"
+    drops = plotly_array(heat["z"])
+    assert np.abs(drops[centred > 0.5]).mean() > 3 * np.abs(drops[centred == 0]).mean()
+
+    at.selectbox(key="sketch_explain_canvas_digit").set_value(1).run()
+    assert not at.exception
+    assert saliency_spec(at)["data"][1]["colorbar"]["title"]["text"] == "drop in p(1)"
+
+
+def test_sketch_shows_the_cnns_filters_and_feature_maps(app_env: Path, mnist) -> None:
+    from mnist_core.explain import saliency
+    from mnist_core.preprocess import to_mnist
+    from mnist_core.runs import PRETRAINED_DIR, load_model_file
+
+    pretrained = next(p for p in PRETRAINED_DIR.iterdir() if (p / "model.keras").is_file())
+    canvas = canvas_with(mnist.x_test[1])  # a 2
+    at = page("sketch")
+    at.session_state["sketch_drawing"] = canvas
+    at.session_state["sketch_explain_canvas"] = True
+    at.run()
+    at.selectbox(key="sketch_model").set_value(pretrained.name).run()
+
+    assert not at.exception
+    assert [m.value for m in at.metric if m.label == "Prediction"] == ["2"]
+    captions = image_captions(at)
+    assert "First layer, conv1: 32 filters, 5×5" in captions
+    assert "What they find in this digit: conv1's output" in captions
+    heat = saliency_spec(at)["data"][1]
+    centred = to_mnist(canvas)
+    expected = saliency(load_model_file(pretrained / "model.keras"), centred, 2)
+    np.testing.assert_allclose(plotly_array(heat["z"]), expected, atol=1e-5)
+    assert np.all(plotly_array(heat["z"])[centred == 0] == 0)
+
+
+def test_results_explains_a_chosen_test_digit(app_env: Path, mnist) -> None:
+    at = page("results").run()
+    assert not at.exception
+    assert "What the model sees in one of these digits" in [e.label for e in at.expander]
+    assert [s for s in at.selectbox if s.key == "results_explain_index"] == []  # closed: lazy
+
+    at.session_state["results_explain"] = True
+    at.run()
+
+    assert not at.exception
+    chooser = at.selectbox(key="results_explain_index")
+    assert chooser.value == 0 and len(chooser.options) == 40  # the gallery's page
+    assert chooser.options[0].startswith("#0: 7 → 7 (")
+    np.testing.assert_allclose(
+        plotly_array(saliency_spec(at)["data"][0]["z"]), mnist.x_test[0] / 255, atol=1e-6
+    )
+
+    chooser.set_value(1).run()
+    assert not at.exception
+    predicted = at.selectbox(key="results_explain_index").options[1].split(" → ")[1][0]
+    spec = saliency_spec(at)
+    np.testing.assert_allclose(plotly_array(spec["data"][0]["z"]), mnist.x_test[1] / 255, atol=1e-6)
+    assert spec["data"][1]["colorbar"]["title"]["text"] == f"gradient × input, score of {predicted}"
+
+    at.radio(key="results_show").set_value("misclassified").run()
+    assert not at.exception
+    first_shown = int(at.get("html")[0].proto.body.split('title="test #')[1].split('"')[0])
+    chooser = at.selectbox(key="results_explain_index")
+    assert chooser.value == first_shown and mnist.y_test[first_shown] != int(
+        chooser.options[0].split(" → ")[1][0]
+    )
+
+
+# --- reproduce and share: run bundles, "Train again with this config" ---
+
+
+def test_results_offers_the_pretrained_run_as_a_bundle(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import zipfile
+
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    from mnist_core.runs import PRETRAINED_DIR
+
+    generators = {}  # file name -> the callable a click on the download button runs
+    add_deferred = MediaFileManager.add_deferred
+
+    def recording(self, data_callable, *args, **kwargs):
+        generators[kwargs["file_name"]] = data_callable
+        return add_deferred(self, data_callable, *args, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording)
+    (pretrained,) = [path.name for path in PRETRAINED_DIR.iterdir()]
+    at = page("results").run()
+    at.selectbox(key="results_run").set_value(pretrained).run()
+
+    assert not at.exception
+    button = at.download_button(key="results_bundle")
+    assert button.label == "Download run bundle (.zip)" and not button.disabled
+    assert button.proto.deferred_file_id
+    with zipfile.ZipFile(io.BytesIO(generators[f"{pretrained}.zip"]())) as archive:
+        assert sorted(archive.namelist()) == [
+            "bundle.json",
+            "config.json",
+            "history.json",
+            "metrics.json",
+            "model.keras",
+            "replay.npz",
+            "test_probabilities.npy",
+        ]
+        assert json.loads(archive.read("bundle.json"))["run_id"] == pretrained
+        model = archive.read("model.keras")
+    assert model == (PRETRAINED_DIR / pretrained / "model.keras").read_bytes()
+
+
+def test_results_disables_the_bundle_of_a_run_too_large_to_import(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("pages.share_view.MAX_BUNDLE_BYTES", 100_000)
+
+    at = page("results").run()
+
+    assert not at.exception
+    button = at.download_button(key="results_bundle")
+    assert button.disabled
+    assert button.help == "Too large to share as a bundle (over 0.1 MB)."
+    assert not at.button(key="results_train_again").disabled
+
+
+def test_results_imports_a_bundle_and_refuses_garbage(trained_runs: Path, own_runs: Path) -> None:
+    from mnist_core.bundles import export_bundle
+    from mnist_core.runs import RunStore
+
+    (source,) = RunStore(trained_runs).list()
+    shutil.rmtree(own_runs / source.run_id)  # the bundle comes from another server
+    at = page("results").run()
+
+    uploader = at.file_uploader(key="results_import")
+    uploader.upload("shared.zip", export_bundle(RunStore(trained_runs), source.run_id)).run()
+
+    assert not at.exception
+    (imported,) = RunStore(own_runs).list()
+    assert imported.metrics["imported_from"] == source.run_id
+    assert [s.value for s in at.success] == [
+        f"Imported the bundle as run `{imported.run_id}`; it is selected below."
+    ]
+    assert at.selectbox(key="results_run").value == imported.run_id
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Test accuracy"] == f"{source.test_accuracy:.2%}"
+    at.run()  # the bundle stays in the uploader: it is not imported again
+    assert not at.exception and not at.success
+    assert len(RunStore(own_runs).list()) == 1
+
+    at.file_uploader(key="results_import").upload("garbage.zip", b"garbage").run()
+
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "cannot import this run bundle: the file is not a .zip archive. "
+        "Import only bundles exported by this tool"
+    ]
+    assert at.selectbox(key="results_run").value == imported.run_id  # the page keeps working
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == shown["Test accuracy"]
+    assert [run.run_id for run in RunStore(own_runs).list()] == [imported.run_id]
+    assert sorted(path.name for path in own_runs.iterdir()) == [imported.run_id]
+
+
+@pytest.mark.parametrize("epochs_cap", [None, "5"], ids=["no-caps", "epochs-capped"])
+def test_train_again_sets_every_train_widget_to_the_runs_config(
+    own_runs: Path, epochs_cap: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if epochs_cap is not None:
+        monkeypatch.setenv("MNIST_MAX_EPOCHS", epochs_cap)
+    (run,) = own_runs.iterdir()
+    # Far from both presets, with a learning rate and a batch size that no slider stop has.
+    settings = {
+        "architecture": "cnn",
+        "hidden_units": [96, 48],
+        "conv_filters": [16],
+        "dropout_rate": 0.25,
+        "optimizer": "rmsprop",
+        "learning_rate": 0.002,
+        "lr_decay": True,
+        "batch_size": 100,
+        "epochs": 7,
+        "patience": 2,
+        "validation_split": 0.15,
+        "seed": 1234,
+        "augment": True,
+    }
+    (run / "config.json").write_text(json.dumps(settings))
+    at = page("results").run()
+    assert at.selectbox(key="results_run").value == run.name
+
+    at.button(key="results_train_again").click().run()
+
+    assert not at.exception
+    assert [title.value for title in at.title] == ["Train"]
+    lowered = "" if epochs_cap is None else ", lowered to this server's caps"
+    assert [info.value for info in at.info] == [
+        f"Loaded the settings of run `{run.name}`{lowered}. Press Train to train it again: "
+        "the same settings and seed on the same data and machine give the same model."
+    ]
+    assert {
+        "preset": at.selectbox(key="train_preset").value,
+        "architecture": at.radio(key="train_architecture").value,
+        "hidden_units": at.text_input(key="train_hidden_units").value,
+        "conv_filters": at.text_input(key="train_conv_filters").value,
+        "dropout_rate": at.slider(key="train_dropout_rate").value,
+        "optimizer": at.selectbox(key="train_optimizer").value,
+        "learning_rate": at.select_slider(key="train_learning_rate").value,
+        "lr_decay": at.toggle(key="train_lr_decay").value,
+        "batch_size": at.select_slider(key="train_batch_size").value,
+        "epochs": at.slider(key="train_epochs").value,
+        "patience": at.slider(key="train_patience").value,
+        "validation_split": at.slider(key="train_validation_split").value,
+        "seed": at.number_input(key="train_seed").value,
+        "augment": at.toggle(key="train_augment").value,
+    } == {
+        **settings,
+        "preset": "cnn",
+        "hidden_units": "96, 48",
+        "conv_filters": "16",
+        "epochs": 7 if epochs_cap is None else 5,
+    }
+    assert not at.error and not at.button(key="train_start").disabled
+
+    at.switch_page("pages/train.py").run()  # the browser shows Train now: its next rerun
+    assert not at.exception and not at.info  # the notice was shown once
+    assert at.select_slider(key="train_learning_rate").value == 0.002
+    assert at.select_slider(key="train_batch_size").value == 100
+    assert at.number_input(key="train_seed").value == 1234
+
+
+# --- your drawings: keep sketches with their right label, score and train on them ---
+
+
+@pytest.fixture
+def drawings_dir(app_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "drawings"
+    monkeypatch.setenv("MNIST_DRAWINGS_DIR", str(folder))
+    return folder
+
+
+def test_sketch_keeps_a_drawing_with_the_label_the_user_confirms_or_corrects(
+    drawings_dir: Path, mnist
+) -> None:
+    from mnist_core.drawings import DrawingSet
+
+    at = page("sketch")
+    at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])  # a 7
+    at.run()
+    assert not at.exception
+    label = at.segmented_control(key="sketch_canvas_label_7")
+    assert label.value == 7  # the prediction is proposed
+    at.button(key="sketch_canvas_keep").click().run()
+    assert not at.exception
+    assert [t.value for t in at.toast] == ["Added as a 7: you have 1 drawings."]
+    assert "sketch_drawing" not in at.session_state  # the canvas is cleared for the next one
+
+    at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[3])  # a 0 ...
+    at.run()
+    at.segmented_control(key="sketch_canvas_label_0").set_value(6).run()  # ... "meant" as a 6
+    at.button(key="sketch_canvas_keep").click().run()
+    assert not at.exception
+
+    saved = DrawingSet(drawings_dir).list()
+    assert [d.label for d in saved] == [6, 7]
+    assert saved[1].canvas().shape == (280, 280, 4)
+    assert saved[1].digit.max() == 255 and saved[1].digit[:3].max() == 0  # centred, like MNIST
+    assert at.expander[-1].label == "My drawings (2)"
+    assert "This model reads" in " ".join(c.value for c in at.caption)
+
+
+def test_sketch_deletes_a_drawing_and_offers_the_set_as_npz(drawings_dir: Path, mnist) -> None:
+    from mnist_core.drawings import DrawingSet
+
+    drawings = DrawingSet(drawings_dir)
+    kept = drawings.add(mnist.x_test[0], 7)
+    gone = drawings.add(mnist.x_test[1], 2)
+    at = page("sketch").run()
+    assert at.download_button(key="drawings_download") is not None
+    at.selectbox(key="drawings_pick").set_value(gone)
+    at.button(key="drawings_delete").click().run()
+    assert not at.exception
+    assert [d.drawing_id for d in drawings.list()] == [kept]
+    assert at.expander[-1].label == "My drawings (1)"
+
+
+def test_results_scores_every_run_on_mnist_and_on_your_drawings(drawings_dir: Path, mnist) -> None:
+    from mnist_core.drawings import DrawingSet
+
+    drawings = DrawingSet(drawings_dir)
+    for index in range(20):
+        drawings.add(mnist.x_test[index], int(mnist.y_test[index]))
+    at = page("results").run()
+    assert not at.exception
+    (table,) = [d.value for d in at.dataframe if "your drawings (20)" in d.value.columns]
+    assert list(table.columns)[:3] == ["run", "MNIST test", "your drawings (20)"]
+    assert len(table) == len(at.selectbox(key="results_run").options)  # every run
+    # These "drawings" are MNIST test digits: both models read nearly all of them.
+    assert (table["your drawings (20)"] >= 85).all()
+    assert (table["MNIST test"] > 95).all()
+
+
+def test_train_mixes_in_drawings_and_shows_before_and_after(
+    drawings_dir: Path, own_runs: Path, mnist
+) -> None:
+    from mnist_core.drawings import DrawingSet
+
+    runs = own_runs  # a copy: the run trained here must not change other tests' store
+
+    drawings = DrawingSet(drawings_dir)
+    for index in range(10):
+        drawings.add(mnist.x_test[index], int(mnist.y_test[index]))
+    at = page("train").run()
+    (start_from,) = [run for run in at.selectbox(key="train_start_from").options if "mlp" in run]
+    at.toggle(key="train_drawings").set_value(True)
+    at.selectbox(key="train_start_from").set_value(start_from.split(" · ")[0]).run()
+    assert at.text_input(key="train_hidden_units").value == "256, 128"  # the run's architecture
+    at.slider(key="train_epochs").set_value(1)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    wait_for_success(at)
+    assert at.success, "training did not finish within 3 minutes"
+    run_id = at.success[0].value.split("`")[1]
+    config = json.loads((runs / run_id / "config.json").read_text())
+    assert config["drawings"] is True and config["start_from"] in start_from
+    metrics = json.loads((runs / run_id / "metrics.json").read_text())
+    assert "+ 10 of your drawings" in metrics["data_source"]
+    (table,) = [d.value for d in at.dataframe if "your drawings (10)" in d.value.columns]
+    assert list(table[""]) == ["before", "after"]
+    assert table["run"][0].startswith(config["start_from"])
+    assert (table["your drawings (10)"] >= 80).all()

@@ -119,10 +119,13 @@ def success_message(page: Page, containing: str, timeout: float = TRAINING_TIMEO
     return alert.inner_text()
 
 
-def draw(page: Page, strokes: Sequence[Stroke]) -> None:
-    """Draw `strokes` with the mouse on the Sketch canvas, one press-move-release each."""
+def draw(page: Page, strokes: Sequence[Stroke], surface: ElementHandle | None = None) -> None:
+    """Draw `strokes` with the mouse on the Sketch canvas, one press-move-release each.
+
+    `surface` is the canvas from `drawing_surface`, when the caller found it already.
+    """
     for attempt in range(3):
-        surface = _drawing_surface(page)
+        surface = surface or drawing_surface(page)
         try:
             surface.scroll_into_view_if_needed()
             box = surface.bounding_box()
@@ -130,6 +133,7 @@ def draw(page: Page, strokes: Sequence[Stroke]) -> None:
         except Error:  # replaced even after settling, on a slow machine: find it again
             if attempt == 2:
                 raise
+            surface = None
     assert box is not None, "the drawing canvas is not visible"
     assert round(box["width"]) == CANVAS_SIZE, box
     for stroke in strokes:
@@ -141,7 +145,7 @@ def draw(page: Page, strokes: Sequence[Stroke]) -> None:
         page.mouse.up()
 
 
-def _drawing_surface(page: Page, settle: float = 0.3, timeout: float = 30) -> ElementHandle:
+def drawing_surface(page: Page, settle: float = 0.3, timeout: float = 30) -> ElementHandle:
     """The canvas that takes the strokes (fabric.js's upper canvas), once it has stayed the
     same element for `settle` seconds: a cleared canvas is replaced a moment after the page
     says "Draw a digit", and strokes on the old one would be lost."""

@@ -1,5 +1,5 @@
-"""Tests for mnist_core.cli: `python -m mnist_core train|evaluate|predict|runs`, in process and
-once as a real subprocess, with their exit codes, messages and JSON summaries."""
+"""Tests for mnist_core.cli: `python -m mnist_core train|evaluate|predict|runs|export|import`, in
+process and once as a real subprocess, with their exit codes, messages and JSON summaries."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,99 @@ def test_subprocess_train_json_and_keras_copy(
     assert summary["train_seconds"] >= 0
     assert filecmp.cmp(copy, model_path, shallow=False)
     assert "Traceback" not in finished.stderr
+
+
+# --- run bundles: export and import ---
+
+
+def test_export_and_import_a_bundle(
+    runs_dir: Path, saved_run: str, trained, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle, elsewhere = tmp_path / "shared.zip", tmp_path / "elsewhere"
+
+    assert main(["export", saved_run, str(bundle), "--runs-dir", str(runs_dir)]) == 0
+    out = capsys.readouterr().out
+    size = bundle.stat().st_size
+    assert out == f"Exported run {saved_run} to {bundle} ({size / 1e6:.1f} MB)\n"
+    assert sorted(zipfile.ZipFile(bundle).namelist()) == sorted(
+        ["bundle.json", "config.json", "history.json", "metrics.json", "model.keras"]
+        + ["replay.npz", "test_probabilities.npy"]
+    )
+
+    assert main(["import", str(bundle), "--runs-dir", str(elsewhere), "--json"]) == 0
+    summary = last_json(capsys.readouterr().out)
+    run = RunStore(elsewhere).get(summary["run_id"])
+    assert summary == {
+        "run_id": run.run_id,
+        "imported_from": saved_run,
+        "architecture": "mlp",
+        "test_accuracy": trained.test_accuracy,
+        "model_path": str(run.model_path),
+    }
+    assert run.config == trained.config and run.history == trained.history
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "runs", "shared.zip"]
+
+
+def test_export_the_pretrained_run(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mnist_core.runs import PRETRAINED_DIR
+
+    (pretrained,) = [run.run_id for run in RunStore(tmp_path / "none", PRETRAINED_DIR).list()]
+    bundle = tmp_path / "pretrained.zip"
+
+    assert main(["export", pretrained, str(bundle), "--runs-dir", str(runs_dir)]) == 0
+
+    with zipfile.ZipFile(bundle) as archive:
+        assert json.loads(archive.read("bundle.json"))["run_id"] == pretrained
+        assert (
+            archive.read("config.json")
+            == (PRETRAINED_DIR / pretrained / "config.json").read_bytes()
+        )
+    assert not runs_dir.exists()  # exporting writes nothing into the store
+
+
+def test_import_refuses_bad_bundles_with_exit_1(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    junk, missing = tmp_path / "junk.zip", tmp_path / "missing.zip"
+    junk.write_bytes(b"not a zip archive")
+
+    assert main(["import", str(junk), "--runs-dir", str(runs_dir)]) == 1
+    assert capsys.readouterr().err == (
+        "error: cannot import this run bundle: the file is not a .zip archive. "
+        "Import only bundles exported by this tool\n"
+    )
+    assert main(["import", str(missing), "--runs-dir", str(runs_dir), "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"error: cannot read {str(missing)!r}: No such file or directory\n")
+    assert not runs_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["export", "latest", "run.tar"], 2, "error: FILE: needs a .zip file name, got 'run.tar'"),
+        (["export", "latest"], 2, "the following arguments are required: file"),
+        (["import"], 2, "the following arguments are required: file"),
+        (["export", "20200101-000000-mlp-abcdef", "x.zip"], 1, "error: run '20200101-000000-mlp-"),
+    ],
+)
+def test_export_and_import_argument_errors(
+    argv: list[str],
+    code: int,
+    message: str,
+    runs_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    try:
+        returned = main([*argv, "--runs-dir", str(runs_dir)])
+    except SystemExit as exit_:  # argparse exits by itself
+        returned = exit_.code
+    assert returned == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "x.zip").exists() and not (tmp_path / "run.tar").exists()

@@ -38,9 +38,12 @@ def test_mlp_preset_is_the_original_recipe() -> None:
         "batch_size": 128,
         "epochs": 20,
         "patience": 5,
+        "restore_best": True,  # the best epoch's weights, as the original's checkpoint kept
         "validation_split": 0.1,
         "seed": 42,
         "augment": False,
+        "drawings": False,
+        "start_from": "",
     }
     assert config == TrainConfig()
 
@@ -55,6 +58,7 @@ def test_cnn_preset_fields() -> None:
     assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 1e-3, True)
     assert (config.batch_size, config.epochs, config.patience) == (128, 12, 0)
     assert config.validation_split == 0.1
+    assert config.restore_best is False  # the cosine schedule's last epoch
     assert config.augment is False
     assert sorted(PRESETS) == ["cnn", "mlp"]
 

@@ -68,7 +68,7 @@ def test_cnn_has_one_convolution_block_per_filter_count() -> None:
 
     convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [layer.filters for layer in convolutions] == [8, 16, 24]
-    assert [layer.kernel_size for layer in convolutions] == [(5, 5)] * 3
+    assert [layer.kernel_size for layer in convolutions] == [(5, 5), (3, 3), (3, 3)]
     pools = [layer for layer in model.layers if isinstance(layer, keras.layers.MaxPooling2D)]
     assert len(pools) == 3
     dense = [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]

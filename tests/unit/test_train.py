@@ -135,6 +135,25 @@ def test_stop_request_ends_training_and_drops_the_partial_epoch(digits, small_co
     assert result.replay.shape == (1, 30, 10)  # the replay drops the partial epoch too
 
 
+def test_without_restore_best_the_last_epoch_is_kept(digits, small_config) -> None:
+    result = train(small_config.replace(restore_best=False, epochs=4), digits)
+    assert result.best_epoch == result.epochs_run == 4
+    assert validation_loss(result, digits) == pytest.approx(result.history["val_loss"][-1], 1e-4)
+
+
+def test_without_restore_best_a_stop_keeps_the_last_finished_epoch(digits, small_config) -> None:
+    config = small_config.replace(restore_best=False, batch_size=4, epochs=50)
+    events: list[ProgressEvent] = []
+    result = train(
+        config,
+        digits,
+        on_progress=events.append,
+        should_stop=lambda: any(event.epoch == 3 for event in events),
+    )
+    assert result.stopped and result.epochs_run == result.best_epoch == 2
+    assert validation_loss(result, digits) == pytest.approx(result.history["val_loss"][1], 1e-4)
+
+
 def test_early_stopping_keeps_the_best_weights(digits, small_config) -> None:
     # The validation slice (last 40 samples) repeats the first training images with other
     # labels: the better the model fits the training set, the worse the validation loss.

@@ -1,0 +1,289 @@
+"""What a model sees: saliency maps over its 28x28 input, its first layer's weights, and the
+feature maps a convnet's first layer computes for one image.
+
+Two saliency methods answer "which pixels made the model say this digit?":
+    - `saliency`, gradient x input: one backward pass, milliseconds. How much each pixel's ink
+      adds to the class score, to first order. Blank pixels get exactly zero.
+    - `occlusion`: blank a small patch, see how much the class probability drops, for every
+      patch position at once in one batch. Slower, but it asks the model itself rather than
+      its gradient, so it works for any model. For a very confident prediction the drops are
+      small (the probability is saturated), but where they fall still shows.
+
+Like `predict`, the compiled functions are traced once per model, hold the model only weakly
+and are shared by every thread: the dashboard's cached model serves many sessions at once.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mnist_core.data import to_float
+from mnist_core.errors import ImageError, ModelError
+from mnist_core.models import IMAGE_SHAPE, NUM_CLASSES
+from mnist_core.predict import compiled_per_model, predict_proba
+
+_Compiled = Callable[..., tf.Tensor]
+_gradients: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()
+_feature_maps: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()
+_IMAGES = tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32)
+
+
+@dataclass(frozen=True)
+class FirstLayer:
+    """The weights of a model's first Dense or Conv2D layer, one image per unit or filter.
+
+    Attributes:
+        kind: "dense" for an MLP (each unit weighs all 784 pixels) or "conv" for a convnet
+            (each filter is a small kernel slid over the image).
+        layer_name: the Keras layer's name, e.g. "dense1" or "conv1".
+        images: (K, h, w) float32 raw weights, signed and not normalised: (units, 28, 28) for
+            "dense", (filters, k, k) on the input's only channel for "conv".
+        title: what the images are, for a figure, e.g. "conv1: 32 filters, 5×5".
+    """
+
+    kind: Literal["dense", "conv"]
+    layer_name: str
+    images: np.ndarray
+    title: str
+
+
+def saliency(model: keras.Model, image: np.ndarray, label: int | None = None) -> np.ndarray:
+    """Gradient x input of one class's score, for one `(28, 28)` image.
+
+    The score is the class's logit (the output layer's input to its softmax) when the model
+    ends in a softmax Dense layer, as every model built here does; otherwise the model's output
+    for the class. Logits, unlike probabilities, do not saturate: a digit read with 99.99 %
+    confidence still gets a meaningful map.
+
+    Args:
+        model: maps (N, 28, 28) float32 to (N, 10).
+        image: (28, 28) float in [0, 1] or uint8 in [0, 255], white digit on black.
+        label: the digit to explain; None explains the model's prediction.
+
+    Returns:
+        (28, 28) float32 in [-1, 1]: each pixel's gradient times its value, divided by the
+        largest absolute value, so the strongest pixel is +1 or -1. Positive pixels raise the
+        score, negative ones lower it, and pixels without ink are exactly 0. All zeros when
+        nothing moves the score.
+
+    Raises:
+        ImageError: `image` is not a single 28x28 image.
+        ValueError: `label` is not a digit 0-9.
+    """
+    pixels = _one_image(image)
+    target = -1 if label is None else _digit(label)
+    gradient_times_input = compiled_per_model(_gradients, model, _gradient_times_input)
+    values = gradient_times_input(tf.constant(pixels[np.newaxis]), tf.constant([target]))
+    values = values.numpy()[0]
+    largest = float(np.abs(values).max())
+    if largest == 0.0 or not np.isfinite(largest):
+        return np.zeros(IMAGE_SHAPE, dtype=np.float32)
+    return (values / np.float32(largest)).astype(np.float32)
+
+
+def occlusion(
+    model: keras.Model,
+    image: np.ndarray,
+    label: int | None = None,
+    patch: int = 4,
+    stride: int = 2,
+) -> np.ndarray:
+    """How much one class's probability drops when the pixels around each pixel are blanked.
+
+    Every `patch` x `patch` square at a multiple of `stride` (overhanging the frame, so every
+    pixel is covered equally often) is set to 0, the background, in its own copy of the image;
+    all copies and the image itself go through the model in one batch. A pixel's value is the
+    mean drop over the patches that cover it. patch 4 and stride 2 make 225 copies.
+
+    Args:
+        model: maps (N, 28, 28) float32 to (N, 10) probabilities.
+        image: (28, 28) float in [0, 1] or uint8 in [0, 255], white digit on black.
+        label: the digit to explain; None explains the model's prediction.
+        patch: side of the blanked square, pixels, 1 to 28.
+        stride: step between patch positions, pixels, 1 to `patch`.
+
+    Returns:
+        (28, 28) float32 in [-1, 1], in units of probability, not normalised: 0.3 means that
+        blanking the patches around this pixel cost the class 30 percentage points on average.
+        Negative values: blanking there made the class more likely. Patches that hold no ink
+        change nothing, so pixels far from any ink are exactly 0.
+
+    Raises:
+        ImageError: `image` is not a single 28x28 image.
+        ValueError: `label`, `patch` or `stride` is out of range.
+    """
+    pixels = _one_image(image)
+    size = IMAGE_SHAPE[0]
+    if not 1 <= patch <= size:
+        raise ValueError(f"patch must be 1 to {size} pixels, got {patch}")
+    if not 1 <= stride <= patch:
+        raise ValueError(f"stride must be 1 to patch ({patch}) pixels, got {stride}")
+    # The frame, padded so that patches may overhang it: pixel (r, c) sits at (r + pad, c + pad).
+    pad = patch - stride
+    starts = range(0, size + pad, stride)  # patch corners in the padded frame
+    corners = [(top, left) for top in starts for left in starts]
+    padded = np.zeros((len(corners) + 1, size + 2 * pad, size + 2 * pad), dtype=np.float32)
+    padded[:, pad : pad + size, pad : pad + size] = pixels
+    for copy, (top, left) in enumerate(corners, start=1):  # copy 0 stays whole
+        padded[copy, top : top + patch, left : left + patch] = 0.0
+    probabilities = predict_proba(model, padded[:, pad : pad + size, pad : pad + size])
+    target = int(np.argmax(probabilities[0])) if label is None else _digit(label)
+    drops = probabilities[0, target] - probabilities[1:, target]  # (patches,)
+    total = np.zeros(padded.shape[1:], dtype=np.float64)
+    covered = np.zeros(padded.shape[1:], dtype=np.int64)
+    for drop, (top, left) in zip(drops, corners, strict=True):
+        total[top : top + patch, left : left + patch] += drop
+        covered[top : top + patch, left : left + patch] += 1
+    inside = (slice(pad, pad + size), slice(pad, pad + size))
+    return (total[inside] / covered[inside]).astype(np.float32)
+
+
+def first_layer(model: keras.Model) -> FirstLayer:
+    """The weights of the model's first Dense or Conv2D layer, as images.
+
+    For an MLP, the first Dense layer's kernel (784, units) becomes (units, 28, 28): the
+    pattern each unit looks for. For a convnet, the first Conv2D kernel (k, k, 1, filters)
+    becomes (filters, k, k).
+
+    Raises:
+        ModelError: the model has neither layer, or its first Dense layer does not take the
+            784 pixels of a 28x28 image.
+    """
+    layer = _first_layer_of(model, (keras.layers.Dense, keras.layers.Conv2D))
+    if layer is None:
+        raise ModelError(
+            f"model {model.name!r} has no Dense or Conv2D layer whose weights could be shown; "
+            "pick a model trained by this tool"
+        )
+    kernel = np.asarray(layer.get_weights()[0], dtype=np.float32)
+    if isinstance(layer, keras.layers.Conv2D):
+        filters = np.ascontiguousarray(kernel[:, :, 0, :].transpose(2, 0, 1))
+        height, width = filters.shape[1:]
+        return FirstLayer(
+            kind="conv",
+            layer_name=layer.name,
+            images=filters,
+            title=f"{layer.name}: {len(filters)} filters, {height}×{width}",
+        )
+    pixels = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+    if kernel.shape[0] != pixels:
+        raise ModelError(
+            f"the first Dense layer of model {model.name!r} takes {kernel.shape[0]} inputs, not "
+            f"the {pixels} pixels of an image, so its weights cannot be shown as images"
+        )
+    units = np.ascontiguousarray(kernel.T.reshape(-1, *IMAGE_SHAPE))
+    return FirstLayer(
+        kind="dense",
+        layer_name=layer.name,
+        images=units,
+        title=f"{layer.name}: input weights of {len(units)} units",
+    )
+
+
+def activations(model: keras.Model, image: np.ndarray) -> np.ndarray | None:
+    """The feature maps the first Conv2D layer computes for one `(28, 28)` image.
+
+    Args:
+        model: maps (N, 28, 28) float32 to (N, 10).
+        image: (28, 28) float in [0, 1] or uint8 in [0, 255], white digit on black.
+
+    Returns:
+        (filters, H, W) float32, the layer's output after its activation (ReLU for models
+        built here, so >= 0; H = W = 28 with "same" padding); None for a model without a
+        Conv2D layer, such as an MLP, which has no feature maps to show.
+
+    Raises:
+        ImageError: `image` is not a single 28x28 image.
+    """
+    pixels = _one_image(image)
+    if _first_layer_of(model, (keras.layers.Conv2D,)) is None:
+        return None
+    feature_maps = compiled_per_model(_feature_maps, model, _first_feature_maps)
+    maps = feature_maps(tf.constant(pixels[np.newaxis])).numpy()[0]  # (H, W, filters)
+    return np.ascontiguousarray(maps.transpose(2, 0, 1), dtype=np.float32)
+
+
+def _one_image(image: np.ndarray) -> np.ndarray:
+    """`image` as (28, 28) float32 in [0, 1]; uint8 is scaled. ImageError for other shapes."""
+    array = np.asarray(image)
+    if array.shape != IMAGE_SHAPE:
+        raise ImageError(f"expected one image of shape (28, 28), got {array.shape}")
+    if array.dtype == np.uint8:
+        return to_float(array)
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _digit(label: int) -> int:
+    if isinstance(label, bool) or not isinstance(label, int | np.integer):
+        raise ValueError(f"label must be a digit 0-9, got {label!r}")
+    if not 0 <= label < NUM_CLASSES:
+        raise ValueError(f"label must be a digit 0-9, got {label}")
+    return int(label)
+
+
+def _first_layer_of(model: keras.Model, kinds: tuple[type, ...]) -> keras.layers.Layer | None:
+    return next((layer for layer in model.layers if isinstance(layer, kinds)), None)
+
+
+def _gradient_times_input(model: keras.Model) -> _Compiled:
+    """A traced function: images (N, 28, 28), labels (N,) (-1: predicted) -> (N, 28, 28)."""
+    scores = _class_scores(model)
+
+    @tf.function(input_signature=[_IMAGES, tf.TensorSpec([None], tf.int32)])
+    def gradient_times_input(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            logits = scores(images)  # (N, 10)
+            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
+            targets = tf.where(labels < 0, predicted, labels)
+            chosen = tf.gather(logits, targets, axis=1, batch_dims=1)  # (N,)
+        # Images are independent, so the gradient of the sum is each image's own gradient.
+        return tape.gradient(chosen, images) * images
+
+    gradient_times_input(tf.zeros([1, *IMAGE_SHAPE]), tf.constant([-1]))
+    return gradient_times_input
+
+
+def _class_scores(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
+    """images -> (N, 10) logits for a model ending in a softmax Dense layer, else its output.
+
+    Holds the model only weakly (the cache's value must not keep its key alive); the sub-model
+    holds its layers, which do not refer back to the model.
+    """
+    head = model.layers[-1]
+    softmax_head = (
+        isinstance(head, keras.layers.Dense)
+        and head.activation is keras.activations.softmax
+        and len(model.outputs) == 1
+    )
+    if not softmax_head:
+        model_ref = weakref.ref(model)
+        return lambda images: model_ref()(images, training=False)
+    features = keras.Model(model.input, head.input)  # everything up to the softmax layer
+
+    def logits(images: tf.Tensor) -> tf.Tensor:
+        hidden = features(images, training=False)
+        values = keras.ops.matmul(hidden, head.kernel)
+        return values + head.bias if head.use_bias else values
+
+    return logits
+
+
+def _first_feature_maps(model: keras.Model) -> _Compiled:
+    """A traced function: images (N, 28, 28) -> the first Conv2D's output (N, H, W, filters)."""
+    conv = _first_layer_of(model, (keras.layers.Conv2D,))
+    features = keras.Model(model.input, conv.output)
+
+    @tf.function(input_signature=[_IMAGES])
+    def feature_maps(images: tf.Tensor) -> tf.Tensor:
+        return features(images, training=False)
+
+    feature_maps(tf.zeros([1, *IMAGE_SHAPE]))
+    return feature_maps
