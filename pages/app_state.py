@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas  # noqa: F401
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import script_runner
 
 from mnist_core.config import DemoLimits
 from mnist_core.data import MnistData, describe_source, load_mnist
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
     import keras
 
     from mnist_core.config import TrainConfig
+
+# After every script run Streamlit calls `keras.backend.clear_session()` (for scripts that build
+# a new model on each run). This app keeps its models across runs, and clearing costs ~200 ms of
+# each Sketch rerun (a full gc.collect) and empties TensorFlow's kernel cache under a training
+# running in another thread. Switched off for this process.
+script_runner._clean_problem_modules = lambda: None
 
 # With a `pages/` folder beside the entry point, Streamlit serves a server's first visit in its
 # old one-file-per-page mode until some run calls st.navigation: a first visitor opening /train

@@ -820,3 +820,21 @@ def test_train_mixes_in_drawings_and_shows_before_and_after(
     assert list(table[""]) == ["before", "after"]
     assert table["run"][0].startswith(config["start_from"])
     assert (table["your drawings (10)"] >= 80).all()
+
+
+def test_a_page_run_never_clears_keras_session(
+    app_env: Path, mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamlit clears Keras' session after each run unless told not to: that costs ~200 ms
+    per Sketch stroke and empties TensorFlow's kernel cache under a running training."""
+    import keras
+
+    cleared: list[bool] = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: cleared.append(True))
+    at = page("sketch")
+    at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])
+    at.run()
+    at.run()
+    assert not at.exception
+    assert [m.value for m in at.metric if m.label == "Prediction"] == ["7"]
+    assert cleared == []
