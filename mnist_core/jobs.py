@@ -6,6 +6,7 @@ that it is starting) at once instead of freezing for the seconds the import take
 
 from __future__ import annotations
 
+import os
 import threading
 import traceback
 import uuid
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from mnist_core.train import TrainResult
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
+# Niceness of a background training's threads: on a small server, the pages that visitors are
+# using (sketch predictions, page runs) get the CPU first and training takes what is left.
+TRAINING_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class TrainingJob:
             }
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        if self.progress is None:  # the first batch: TensorFlow's threads exist by now
+            lower_priority_of_tensorflow()
         with self._lock:
             self.state = "running"
             self.progress = event
@@ -110,6 +116,7 @@ class TrainingJob:
                         self.history[key].append(event.metrics[key])
 
     def _run(self) -> None:
+        _lower_priority(threading.get_native_id())
         try:
             data = self.load_data()  # first: a missing data set is reported in milliseconds
             from mnist_core.train import prepare, train
@@ -135,6 +142,35 @@ class TrainingJob:
             traceback.print_exc()
             if self.on_failure is not None:
                 self.on_failure()
+
+
+def lower_priority_of_tensorflow() -> None:
+    """Give TensorFlow's worker threads (named `tf_*`) `TRAINING_NICENESS`, on Linux.
+
+    Raising a niceness needs no privilege, lowering it does: they keep it, which only matters
+    when the machine is busy, and then pages should come first anyway.
+    """
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # not Linux: priorities stay as they are
+        return
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm", encoding="utf-8") as handle:
+                name = handle.read().strip()
+        except OSError:  # the thread ended meanwhile
+            continue
+        if name.startswith("tf_"):
+            _lower_priority(int(task))
+
+
+def _lower_priority(thread_id: int) -> None:
+    """Raise one thread's niceness to `TRAINING_NICENESS` (Linux: niceness is per thread)."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, thread_id) < TRAINING_NICENESS:
+            os.setpriority(os.PRIO_PROCESS, thread_id, TRAINING_NICENESS)
+    except (OSError, AttributeError):  # gone, not allowed, or no such call on this system
+        pass
 
 
 class TrainingSlot:

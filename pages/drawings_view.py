@@ -19,6 +19,7 @@ from pages import app_state
 
 ADDED = "drawings_added"  # the message after adding, shown once on the next run
 ERROR = "drawings_error"  # a failed add or delete, shown once on the next run
+CHANGED = "drawings_changed"  # set when a drawing was added from inside a fragment
 
 
 def drawing_set() -> DrawingSet:
@@ -65,8 +66,14 @@ def _keep(
         st.session_state[ERROR] = str(error)
         return
     st.session_state[ADDED] = f"Added as a {label}: you have {len(drawings)} drawings."
+    st.session_state[CHANGED] = True
     if on_added is not None:
         on_added()
+
+
+def changed() -> bool:
+    """Whether a drawing was added since the last call (then the whole page should rerun)."""
+    return bool(st.session_state.pop(CHANGED, False))
 
 
 def manage() -> None:

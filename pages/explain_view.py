@@ -23,8 +23,14 @@ METHOD_HELP = (
 
 
 def preprocessing_steps(image: np.ndarray, steps: PreprocessSteps, source: str) -> None:
-    """The "Preprocessing steps" expander: the image as it came, then every stage of to_mnist."""
-    with st.expander("Preprocessing steps"):
+    """The "Preprocessing steps" expander: the image as it came, then every stage of to_mnist.
+
+    Drawn only while open: six pictures on every stroke would slow everyone's predictions.
+    """
+    section = st.expander("Preprocessing steps", key=f"sketch_steps_{source}", on_change="rerun")
+    with section:
+        if not section.open:
+            return
         stages = [("ink", steps.ink), ("cropped to the ink", steps.cropped)]
         if steps.widened is not steps.cropped:
             stages.append(("thin strokes widened", steps.widened))

@@ -44,6 +44,9 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
     steps = to_mnist_steps(image) if image is not None else None
     if steps is None and source == "canvas":
         st.info("Draw a digit", icon=":material/draw:")
+        # Empty bars, already in place: the first stroke only fills them in (drawing the chart
+        # for the first time costs the browser a second under load).
+        st.plotly_chart(probabilities_figure(np.zeros(10)), key="sketch_probabilities_canvas")
         return
     if steps is None:
         st.warning("No digit found in this image: use a photo of one dark or light digit.")
@@ -65,6 +68,32 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
     explain_view.sketch_section(model, steps.centred, digit, source)
 
 
+@st.fragment
+def drawing_board(model) -> None:
+    """The canvas and its prediction. A fragment: a stroke reruns only this, not the page,
+    which keeps predictions fast when many visitors draw at once."""
+    if drawings_view.changed():  # a drawing was kept: the page's list must show it
+        st.rerun()
+    canvas_column, result_column = st.columns([1, 2])
+    with canvas_column:
+        stroke_width = st.slider("Stroke width", 5, 40, 20, key="sketch_stroke_width")
+        canvas = st_canvas(
+            stroke_width=stroke_width,
+            stroke_color="#FFFFFF",
+            background_color="#000000",
+            width=CANVAS_SIZE,
+            height=CANVAS_SIZE,
+            drawing_mode="freedraw",
+            return_image_data=True,
+            key=f"sketch_canvas_{st.session_state.get(CANVAS_VERSION, 0)}",
+        )
+        if canvas is not None and canvas.image_data is not None:
+            st.session_state[DRAWING] = canvas.image_data
+        st.button("Clear", key="sketch_clear", on_click=clear_canvas, icon=":material/ink_eraser:")
+    with result_column:
+        show_prediction(model, st.session_state.get(DRAWING), "canvas")
+
+
 st.title("Sketch")
 st.caption("Draw a digit with the mouse (or a finger); the prediction follows every stroke.")
 max_upload_bytes = app_state.demo_limits().upload_bytes
@@ -79,26 +108,7 @@ if run is not None:
     drawings_view.active_accuracy_line(run)
     draw_tab, upload_tab = st.tabs(["Draw", "Upload a photo"])
     with draw_tab:
-        canvas_column, result_column = st.columns([1, 2])
-        with canvas_column:
-            stroke_width = st.slider("Stroke width", 5, 40, 20, key="sketch_stroke_width")
-            canvas = st_canvas(
-                stroke_width=stroke_width,
-                stroke_color="#FFFFFF",
-                background_color="#000000",
-                width=CANVAS_SIZE,
-                height=CANVAS_SIZE,
-                drawing_mode="freedraw",
-                return_image_data=True,
-                key=f"sketch_canvas_{st.session_state.get(CANVAS_VERSION, 0)}",
-            )
-            if canvas is not None and canvas.image_data is not None:
-                st.session_state[DRAWING] = canvas.image_data
-            st.button(
-                "Clear", key="sketch_clear", on_click=clear_canvas, icon=":material/ink_eraser:"
-            )
-        with result_column:
-            show_prediction(model, st.session_state.get(DRAWING), "canvas")
+        drawing_board(model)
 
     with upload_tab:
         upload = st.file_uploader(

@@ -471,9 +471,14 @@ def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
     labels = [e.label for e in at.expander]
     assert labels.index("Preprocessing steps") + 1 == labels.index("What the model sees")
     captions = image_captions(at)
-    assert captions[captions.index("as drawn") + 1] == "ink"  # the canvas, then its stages
+    assert "as drawn" not in captions  # closed: the stages are not drawn
     assert saliency_specs(at) == []  # closed: nothing computed
     assert not [c for c in captions if c.startswith("First layer")]
+
+    at.session_state["sketch_steps_canvas"] = True  # what opening the expander does
+    at.run()
+    captions = image_captions(at)
+    assert captions[captions.index("as drawn") + 1] == "ink"  # the canvas, then its stages
 
     at.session_state["sketch_explain_canvas"] = True  # what opening the expander does
     at.run()

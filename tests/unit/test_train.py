@@ -4,6 +4,8 @@ weights, determinism, the background job, and the original recipe on real MNIST.
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
 
 import numpy as np
@@ -13,7 +15,7 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData
 from mnist_core.errors import DataError
 from mnist_core.evaluate import evaluate
-from mnist_core.jobs import HISTORY_KEYS, ProgressEvent, TrainingJob
+from mnist_core.jobs import HISTORY_KEYS, TRAINING_NICENESS, ProgressEvent, TrainingJob
 from mnist_core.models import STEPS_PER_EXECUTION
 from mnist_core.predict import predict_proba
 from mnist_core.train import replay_panel, train
@@ -307,3 +309,25 @@ def test_original_recipe_reaches_97_percent_on_real_mnist(mnist) -> None:
     assert result.epochs_run == 4
     assert result.evaluation.probabilities.shape == (10_000, 10)
     assert result.test_accuracy >= 0.97
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="thread priorities: Linux only")
+def test_a_training_job_runs_at_a_lower_priority_than_the_pages(digits, small_config) -> None:
+    seen: dict[str, object] = {}
+
+    def on_done(result) -> None:  # runs in the job's thread
+        seen["job"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["tensorflow"] = sorted(
+            os.getpriority(os.PRIO_PROCESS, int(task))
+            for task in os.listdir("/proc/self/task")
+            if open(f"/proc/self/task/{task}/comm").read().startswith("tf_")
+        )
+
+    job = TrainingJob(small_config.replace(epochs=1), load_data=lambda: digits, on_done=on_done)
+    job.start().join(timeout=120)
+
+    assert job.state == "finished"
+    assert seen["job"] == TRAINING_NICENESS
+    assert seen["tensorflow"] and set(seen["tensorflow"]) == {TRAINING_NICENESS}
+    # The thread that asked for the training (a page's) keeps its priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0

@@ -1,0 +1,214 @@
+"""Start-up time and memory of the running app, in Chromium, beside baselines from the same run.
+
+    MNIST_PATH=../shared/data/mnist.npz python bench/bench_app.py [--repeat 3]
+
+For each repetition, with one headless Chromium already open:
+- a minimal Streamlit app (one title) is started and opened: the floor any Streamlit app pays;
+- the dashboard is started and its home page opened: time to the rendered "Train" link, and
+  the server's RSS then (no page has needed TensorFlow yet);
+- a fresh dashboard is started and /sketch opened, a "1" drawn: time to the prediction on
+  screen; then the server idles 5 s with the model loaded and its RSS is read;
+- `python -c "import tensorflow"`: the time and RSS TensorFlow alone costs.
+
+Prints each figure with its target and the ratio to its baseline. Needs Debian's Chromium at
+/usr/bin/chromium and the `playwright` package (see tests/e2e).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e import ui  # noqa: E402
+from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, app_env, free_port  # noqa: E402
+
+MINIMAL_APP = 'import streamlit as st\n\nst.title("Hello")\n'
+TARGETS = {  # seconds / MB, from the performance issue
+    "home_seconds": 3.0,
+    "first_prediction_seconds": 8.0,
+    "home_rss_mb": 200.0,
+    "idle_rss_mb": 750.0,
+}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (Streamlit runs in one process)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def start(script: Path, runs_dir: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+    """`streamlit run script` on a free port; the process, its URL and the start time."""
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(script)]
+        + ["--server.headless", "true", "--server.port", str(port)]
+        + ["--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT,
+        env=app_env(runs_dir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, f"http://127.0.0.1:{port}", started
+
+
+def open_when_up(browser: Browser, url: str, timeout: float = 120):
+    """Open `url` in a new page as soon as the server accepts connections."""
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            page.goto(url, timeout=5_000)
+            return page
+        except Exception:  # noqa: BLE001 - connection refused until the server listens
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def time_to_page(
+    browser: Browser, script: Path, runs_dir: Path, shown: Callable[[Page], Locator]
+) -> tuple[float, float]:
+    """Seconds from `streamlit run script` to `shown(page)` visible, and the server's RSS."""
+    process, url, started = start(script, runs_dir)
+    try:
+        page = open_when_up(browser, url)
+        expect(shown(page)).to_be_visible(timeout=60_000)
+        seconds = time.perf_counter() - started
+        ui.wait_until_idle(page)
+        page.context.close()
+        return seconds, rss_mb(process.pid)
+    finally:
+        stop(process)
+
+
+def minimal_app(browser: Browser, folder: Path) -> tuple[float, float]:
+    script = folder / "hello.py"
+    script.write_text(MINIMAL_APP)
+    return time_to_page(
+        browser, script, folder / "runs", lambda page: page.get_by_role("heading", name="Hello")
+    )
+
+
+def home(browser: Browser, runs_dir: Path) -> tuple[float, float]:
+    return time_to_page(
+        browser,
+        ROOT / "dashboard.py",
+        runs_dir,
+        lambda page: page.get_by_role("link", name="Train").first,
+    )
+
+
+def first_prediction(browser: Browser, runs_dir: Path) -> tuple[float, float]:
+    process, url, started = start(ROOT / "dashboard.py", runs_dir)
+    try:
+        page = open_when_up(browser, url + "/sketch")
+        expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=120_000)
+        ui.draw(page, ui.one(x=140, top=50, height=180))
+        expect(ui.metric_value(page, "Prediction")).to_have_text("1", timeout=120_000)
+        seconds = time.perf_counter() - started
+        ui.wait_until_idle(page)
+        time.sleep(5)  # idle, the model loaded and one session open
+        memory = rss_mb(process.pid)
+        page.context.close()
+        return seconds, memory
+    finally:
+        stop(process)
+
+
+def tensorflow_alone() -> tuple[float, float]:
+    code = (
+        "import time, pathlib; t = time.perf_counter(); import tensorflow; "
+        "s = time.perf_counter() - t; "
+        "rss = [l for l in pathlib.Path('/proc/self/status').read_text().splitlines() "
+        "if l.startswith('VmRSS:')][0].split()[1]; print(s, int(rss) / 1024)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    seconds, memory = output.split()
+    return float(seconds), float(memory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    figures: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        figures.setdefault(name, []).append(value)
+
+    with tempfile.TemporaryDirectory() as temp, sync_playwright() as playwright:
+        folder = Path(temp)
+        runs_dir = folder / "runs"  # empty: the app serves the bundled pretrained cnn run
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for repetition in range(args.repeat):
+            for name, value in zip(
+                ("hello_seconds", "hello_rss_mb"), minimal_app(browser, folder), strict=True
+            ):
+                add(name, value)
+            for name, value in zip(
+                ("home_seconds", "home_rss_mb"), home(browser, runs_dir), strict=True
+            ):
+                add(name, value)
+            for name, value in zip(
+                ("first_prediction_seconds", "idle_rss_mb"),
+                first_prediction(browser, runs_dir),
+                strict=True,
+            ):
+                add(name, value)
+            for name, value in zip(
+                ("tensorflow_seconds", "tensorflow_rss_mb"), tensorflow_alone(), strict=True
+            ):
+                add(name, value)
+            print(
+                f"repetition {repetition + 1}: "
+                + ", ".join(f"{name} {values[-1]:.2f}" for name, values in figures.items()),
+                flush=True,
+            )
+        browser.close()
+
+    median = {name: statistics.median(values) for name, values in figures.items()}
+    baseline = {
+        "home_seconds": "hello_seconds",
+        "first_prediction_seconds": "tensorflow_seconds",
+        "home_rss_mb": "hello_rss_mb",
+        "idle_rss_mb": "tensorflow_rss_mb",
+    }
+    print(f"\nmedian of {args.repeat} (load {Path('/proc/loadavg').read_text().split()[0]})")
+    print(f"{'figure':<26} {'value':>8} {'target':>8} {'baseline':>22} {'ratio':>6}")
+    for name, target in TARGETS.items():
+        base = baseline[name]
+        verdict = "ok" if median[name] <= target else "MISSED"
+        print(
+            f"{name:<26} {median[name]:>8.2f} {target:>8.0f} "
+            f"{base + f' {median[base]:.2f}':>22} {median[name] / median[base]:>6.2f}  {verdict}"
+        )
+
+
+if __name__ == "__main__":
+    main()
