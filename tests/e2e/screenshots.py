@@ -66,7 +66,7 @@ def shoot_results(page: Page, url: str, path: Path) -> None:
     # Streamlit scrolls inside its main container, so a tall window shows the whole page.
     page.set_viewport_size({"width": WIDTH, "height": 2600})
     ui.open_page(page, url + "/results", "Results")
-    expect(page.locator(".digit-gallery figure")).to_have_count(40)
+    expect(page.locator(".digit-gallery").first.locator("figure")).to_have_count(40)
     expect(page.locator(".heatmap-label text")).to_have_count(100)
     page.wait_for_timeout(1_000)  # plotly's last layout pass
     page.screenshot(path=path)

@@ -45,6 +45,8 @@ def app_env(runs_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         MNIST_RUNS_DIR=str(runs_dir),
+        # Drawings kept in the browser tests go beside the run store, not into data/drawings.
+        MNIST_DRAWINGS_DIR=str(runs_dir.parent / f"{runs_dir.name}-drawings"),
         TF_CPP_MIN_LOG_LEVEL="2",  # keep TensorFlow's start-up chatter out of the log
         PYTHONUNBUFFERED="1",  # the log is complete when a test fails
     )

@@ -84,7 +84,7 @@ def test_first_visit_to_results_from_home_shows_results(page: Page, fresh_app: s
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)
     ui.wait_until_idle(page)
     expect(page.get_by_test_id("stException")).to_have_count(0)
-    expect(page.locator(".digit-gallery figure")).to_have_count(40)
+    expect(page.locator(".digit-gallery").first.locator("figure")).to_have_count(40)
 
 
 def test_first_visit_to_a_page_link_shows_the_app(page: Page, fresh_app: str) -> None:
@@ -119,8 +119,13 @@ def test_train_one_epoch_then_explore_its_results(page: Page, app_url: str) -> N
     expect(ui.metric_value(page, "Epochs")).to_have_text("1 (best 1)")
     curves = page.get_by_test_id("stPlotlyChart").first
     expect(curves.get_by_text(f"{run_id} · train")).to_be_visible()
-    expect(page.locator(".digit-gallery figure")).to_have_count(40)
-    chart = page.get_by_test_id("stPlotlyChart").filter(has=page.locator(".hm"))
+    expect(page.locator(".digit-gallery").first.locator("figure")).to_have_count(40)
+    # The learning replay: its 30 panel digits after the run's only epoch.
+    expect(page.locator(".digit-gallery").nth(1).locator("figure")).to_have_count(30)
+    replay = page.get_by_text(re.compile(r"^After epoch 1 of 1: \d+ of 30 panel digits"))
+    expect(replay).to_be_visible()
+    # The first heatmap is the confusion matrix; the learning replay's comes after it.
+    chart = page.get_by_test_id("stPlotlyChart").filter(has=page.locator(".hm")).first
     expect(chart.locator(".heatmap-label text")).to_have_count(100)
     counts = confusion_cells(chart)
     assert counts.sum() == 10_000
@@ -135,7 +140,7 @@ def test_train_one_epoch_then_explore_its_results(page: Page, app_url: str) -> N
     expect(ui.selectbox(page, "Predicted digit")).to_have_value(str(predicted_digit))
     matches = int(mistakes[true_digit, predicted_digit])
     expect(page.get_by_text(f"{matches} test digits match")).to_be_visible()
-    captions = page.locator(".digit-gallery figcaption")
+    captions = page.locator(".digit-gallery").first.locator("figcaption")
     expect(captions).to_have_count(min(matches, 40))
     for caption in captions.all_inner_texts():
         assert caption.startswith(f"{true_digit} → {predicted_digit} ("), caption
@@ -231,3 +236,58 @@ def test_one_visitor_trains_while_another_sketches(
     sketcher.bring_to_front()
     expect(sketcher.get_by_role("button", name="Train", exact=True)).to_be_enabled()
     expect(sketcher.get_by_text("Another visitor is training a model")).to_have_count(0)
+
+
+def test_your_drawings_loop_keep_score_and_train_on_them(
+    page: Page, app_url: str, starter_runs: tuple[Path, str]
+) -> None:
+    runs_dir, starter = starter_runs
+    drawings_dir = runs_dir.parent / f"{runs_dir.name}-drawings"
+    ui.open_page(page, app_url + "/sketch", "Sketch")
+    ui.choose(page, "Model", starter)
+    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    prediction = ui.metric_value(page, "Prediction")
+    labels = page.get_by_test_id("stButtonGroup")
+
+    # A 0, read right and confirmed; then a 1 that the user says they meant as a 7.
+    for strokes, read, meant in [
+        (ui.zero(centre_x=140, centre_y=140, width=130, height=200), "0", "0"),
+        (ui.one(x=140, top=50, height=180), "1", "7"),
+    ]:
+        ui.draw(page, strokes)
+        expect(prediction).to_have_text(read)
+        # The prediction is proposed as the label (one choice of ten is selected).
+        selected = labels.locator("[aria-checked=true], [aria-pressed=true]")
+        expect(selected).to_have_text(read)
+        if meant != read:
+            labels.get_by_text(meant, exact=True).click()
+            expect(selected).to_have_text(meant)
+        page.get_by_role("button", name="Add to my drawings").click()
+        expect(page.get_by_text(f"Added as a {meant}")).to_be_visible()
+        expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible()  # cleared
+
+    my_drawings = page.get_by_text(re.compile(r"^My drawings \(\d+\)$"))
+    expect(my_drawings).to_have_text("My drawings (2)")
+    saved = sorted(path.name for path in drawings_dir.glob("*.npz"))
+    assert len(saved) == 2
+    with np.load(drawings_dir / saved[-1]) as newest:
+        assert int(newest["label"]) == 7 and newest["canvas"].shape == (280, 280, 4)
+
+    # Results scores every run on MNIST's test set and on these two drawings.
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Results").click()
+    expect(page.get_by_role("heading", name="MNIST test set vs your drawings")).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
+
+    # Train: mix them in and fine-tune the starter run for one epoch, then before and after.
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Train").click()
+    expect(page.get_by_role("heading", name="Train", exact=True)).to_be_visible()
+    ui.wait_until_idle(page)
+    page.get_by_text("Mix in my drawings (2)").click()
+    ui.choose(page, "Start from", starter)
+    ui.set_slider_to_minimum(page, "Epochs")
+    page.get_by_role("button", name="Train", exact=True).click()
+    message = ui.success_message(page, "test accuracy, 1 epoch")
+    (run_id,) = RUN_ID.findall(message)
+    config = json.loads((runs_dir / run_id / "config.json").read_text())
+    assert (config["drawings"], config["start_from"]) == (True, starter)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # before and after
