@@ -12,9 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e import ui
+
+pytestmark = pytest.mark.e2e
 
 VISITORS = 10
 ROUNDS = 4  # strokes per visitor: 40 timed predictions
