@@ -64,7 +64,7 @@ def shoot_home(page: Page, url: str, path: Path) -> None:
 
 def shoot_results(page: Page, url: str, path: Path) -> None:
     # Streamlit scrolls inside its main container, so a tall window shows the whole page.
-    page.set_viewport_size({"width": WIDTH, "height": 2600})
+    page.set_viewport_size({"width": WIDTH, "height": 3700})
     ui.open_page(page, url + "/results", "Results")
     expect(page.locator(".digit-gallery").first.locator("figure")).to_have_count(40)
     expect(page.locator(".heatmap-label text")).to_have_count(100)
@@ -73,13 +73,16 @@ def shoot_results(page: Page, url: str, path: Path) -> None:
 
 
 def shoot_sketch(page: Page, url: str, path: Path) -> None:
-    page.set_viewport_size({"width": WIDTH, "height": 1250})
+    page.set_viewport_size({"width": WIDTH, "height": 2000})
     ui.open_page(page, url + "/sketch", "Sketch")
     expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible()
     ui.draw(page, ui.seven(left=80, top=60, size=170))
     expect(ui.metric_value(page, "Prediction")).to_be_visible()
     page.get_by_text("Preprocessing steps").click()
     ui.wait_until_idle(page)
+    page.get_by_text("What the model sees", exact=True).click()
+    ui.wait_until_idle(page)
+    expect(page.get_by_text("gradient × input").first).to_be_visible()
     page.wait_for_timeout(1_000)
     page.screenshot(path=path)
 
