@@ -83,17 +83,20 @@ class DrawingSet:
 
     def list(self) -> list[Drawing]:
         """Every readable drawing, newest first; damaged files are skipped."""
-        try:
-            paths = [p for p in self.root.iterdir() if _DRAWING_ID.match(p.stem)]
-        except OSError:  # no drawings yet
-            return []
         drawings = []
-        for path in paths:
+        for path in self._paths():
             try:
                 drawings.append(_read(path))
             except (OSError, ValueError, KeyError, DataError, ImageError):
                 continue
         return sorted(drawings, key=lambda d: (d.created, d.drawing_id), reverse=True)
+
+    def _paths(self) -> list[Path]:
+        """The drawing files (by name; not yet read)."""
+        try:
+            return [p for p in self.root.iterdir() if _DRAWING_ID.match(p.stem)]
+        except OSError:  # no drawings yet
+            return []
 
     def __len__(self) -> int:
         return len(self.list())
@@ -110,25 +113,32 @@ class DrawingSet:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """All drawings as MNIST-like arrays: images (N, 28, 28) uint8 and labels (N,) uint8,
         oldest first."""
-        drawings = self.list()[::-1]
-        images = np.zeros((len(drawings), 28, 28), dtype=np.uint8)
-        for row, drawing in enumerate(drawings):
-            images[row] = drawing.digit
-        labels = np.array([d.label for d in drawings], dtype=np.uint8)
-        return images, labels
+        return _arrays(self.list()[::-1])
 
     def fingerprint(self) -> str:
-        """Changes whenever a drawing is added or deleted (for caching scores)."""
-        return ",".join(sorted(d.drawing_id for d in self.list()))
+        """Changes whenever a drawing is added or deleted (for caching scores).
+
+        From the file names alone: it is asked for once per run on Results, and reading
+        every drawing each time would cost runs x drawings file reads.
+        """
+        return ",".join(sorted(path.stem for path in self._paths()))
 
     def export_npz(self) -> bytes:
         """The set as one `.npz`: `x` (N, 28, 28) uint8, `y` (N,) uint8 and `ids`, oldest first,
         in MNIST's layout (load it with `numpy.load`)."""
-        images, labels = self.arrays()
-        ids = np.array([d.drawing_id for d in self.list()[::-1]])
+        drawings = self.list()[::-1]
+        images, labels = _arrays(drawings)
+        ids = np.array([d.drawing_id for d in drawings])
         buffer = io.BytesIO()
         np.savez_compressed(buffer, x=images, y=labels, ids=ids)
         return buffer.getvalue()
+
+
+def _arrays(drawings: list[Drawing]) -> tuple[np.ndarray, np.ndarray]:
+    images = np.zeros((len(drawings), 28, 28), dtype=np.uint8)
+    for row, drawing in enumerate(drawings):
+        images[row] = drawing.digit
+    return images, np.array([d.label for d in drawings], dtype=np.uint8)
 
 
 def mix_into(
