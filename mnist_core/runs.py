@@ -156,13 +156,8 @@ class RunStore:
         `RunRecorder`). The data's source and fingerprint default to the result's.
         """
         config: TrainConfig = result.config
-        replaced = run_id
-        run_id = run_id or _new_run_id(config.architecture)
-        self.root.mkdir(parents=True, exist_ok=True)
-        # Unique even if another process draws the same run id in the same second.
-        temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
-        temp.mkdir()
-        try:
+
+        def write(folder: Path) -> None:
             evaluation = result.evaluation
             status = "stopped" if result.stopped else "completed"
             metrics = {
@@ -190,28 +185,20 @@ class RunStore:
             }
             if checkpoint:
                 metrics["writer_pid"] = os.getpid()
-            _write_json(temp / "config.json", config.to_dict())
-            _write_json(temp / "history.json", result.history)
-            _write_json(temp / "metrics.json", metrics)
-            np.save(temp / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
+            _write_json(folder / "config.json", config.to_dict())
+            _write_json(folder / "history.json", result.history)
+            _write_json(folder / "metrics.json", metrics)
+            np.save(folder / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
             replay = getattr(result, "replay", None)
             if replay is not None and len(replay):
                 np.savez_compressed(
-                    temp / REPLAY_FILE,
+                    folder / REPLAY_FILE,
                     indices=result.replay_indices,
                     probabilities=replay.astype(np.float16),
                 )
-            _without_optimizer(result.model).save(temp / "model.keras")
-            _fsync_dir(temp)
-            if replaced is None:
-                run_id = self._move_into_place(temp, run_id, config.architecture)
-            else:
-                self._replace(temp, self._path(replaced))
-            _fsync_dir(self.root)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
-        return run_id
+            _without_optimizer(result.model).save(folder / "model.keras")
+
+        return self.add(write, config.architecture, replacing=run_id)
 
     def _move_into_place(self, temp: Path, run_id: str, architecture: str) -> str:
         """Rename the complete `temp` folder to its run id; a new id if that one is taken."""
@@ -225,21 +212,28 @@ class RunStore:
                 run_id = _new_run_id(architecture)  # another process took the same id
         raise ModelError(f"cannot find a free run id in {self.root}; try again")
 
-    def add(self, write: Callable[[Path], None], architecture: str) -> str:
-        """Add a new run whose files `write(folder)` puts into an empty folder; its run id.
+    def add(
+        self, write: Callable[[Path], None], architecture: str, *, replacing: str | None = None
+    ) -> str:
+        """Add a run whose files `write(folder)` puts into an empty folder; its run id.
 
-        Like `save`, the folder stays hidden until `write` returns, then is renamed into place
-        under a new id, never over an existing run. If `write` raises, the folder is removed
-        and the error propagates.
+        The folder stays hidden (`.tmp-*`) until `write` returns. Then it is renamed into
+        place under a new id, never over an existing run, or with `replacing` it takes the
+        place of that run (see `_replace`). If anything raises, the folder is removed and
+        the error propagates.
         """
-        run_id = _new_run_id(architecture)
+        run_id = replacing or _new_run_id(architecture)
         self.root.mkdir(parents=True, exist_ok=True)
+        # Unique even if another process draws the same run id in the same second.
         temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
         temp.mkdir()
         try:
             write(temp)
             _fsync_dir(temp)
-            run_id = self._move_into_place(temp, run_id, architecture)
+            if replacing is None:
+                run_id = self._move_into_place(temp, run_id, architecture)
+            else:
+                self._replace(temp, self._path(replacing))
             _fsync_dir(self.root)
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
