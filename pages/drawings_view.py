@@ -65,7 +65,10 @@ def _keep(
     except MnistCoreError as error:
         st.session_state[ERROR] = str(error)
         return
-    st.session_state[ADDED] = f"Added as a {label}: you have {len(drawings)} drawings."
+    count = len(drawings)
+    st.session_state[ADDED] = (
+        f"Added as a {label}: you have {count} drawing{'s' if count != 1 else ''}."
+    )
     st.session_state[CHANGED] = True
     if on_added is not None:
         on_added()
