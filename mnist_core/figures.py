@@ -153,25 +153,42 @@ def confusion_figure(confusion: np.ndarray) -> go.Figure:
     return figure
 
 
-def probabilities_figure(probabilities: np.ndarray) -> go.Figure:
-    """A bar per digit for `(10,)` probabilities; the predicted digit highlighted."""
-    best = int(np.argmax(probabilities))
-    colours = [RIGHT_COLOUR if d == best else "#9ecae1" for d in range(10)]
-    figure = go.Figure(
-        go.Bar(
-            x=[str(d) for d in range(10)],
-            y=probabilities,
-            marker_color=colours,
-            hovertemplate="digit %{x}: %{y:.1%}<extra></extra>",
+def probabilities_html(probabilities: np.ndarray) -> str:
+    """A bar per digit for `(10,)` probabilities, as plain HTML: the predicted digit's bar is
+    highlighted, each bar is labelled with its percentage. All zeros draws the empty axes.
+
+    HTML, not a plotly figure: Sketch redraws it on every stroke, and a plotly figure costs the
+    server ~3 ms to build and every visitor's browser a plotly.js layout pass."""
+    values = np.clip(np.nan_to_num(np.asarray(probabilities, dtype=np.float64)), 0.0, 1.0)
+    best = int(np.argmax(values)) if values.any() else None
+    columns = []
+    for digit, value in enumerate(values):
+        colour = RIGHT_COLOUR if digit == best else "#9ecae1"
+        text = "" if best is None else "&lt;1%" if 0 < value < 0.005 else f"{value:.0%}"
+        weight = "700" if digit == best else "400"
+        columns.append(
+            f'<div class="bar" data-digit="{digit}" data-probability="{value:.4f}" '
+            f'title="digit {digit}: {value:.1%}" style="flex:1;display:flex;'
+            'flex-direction:column;align-items:center;justify-content:flex-end;height:100%">'
+            f'<span style="font-size:0.75rem;font-weight:{weight}">{text}</span>'
+            f'<div style="width:70%;height:{value * 100:.1f}%;min-height:1px;'
+            f'background:{colour};border-radius:3px 3px 0 0"></div></div>'
         )
+    digits = "".join(
+        f'<span style="flex:1;text-align:center;font-weight:{"700" if d == best else "400"}">'
+        f"{d}</span>"
+        for d in range(len(values))
     )
-    figure.update_layout(
-        yaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
-        xaxis={"title": "digit", "type": "category"},
-        height=260,
-        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+    summary = ", ".join(f"{d}: {v:.0%}" for d, v in enumerate(values))
+    return (
+        f'<div class="probabilities" role="img" aria-label="Probability per digit: {summary}">'
+        '<div style="display:flex;align-items:flex-end;gap:4px;height:190px;'
+        'border-bottom:1px solid #999;padding-top:4px">'
+        + "".join(columns)
+        + '</div><div style="display:flex;gap:4px;margin-top:2px">'
+        + digits
+        + '</div><div style="text-align:center;font-size:0.75rem;color:#666">digit</div></div>'
     )
-    return figure
 
 
 def _max_epochs(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> int:

@@ -5,7 +5,7 @@ import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
 from mnist_core.errors import ImageError, MnistCoreError
-from mnist_core.figures import digit_png, probabilities_figure
+from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.predict import predict_digit
 from mnist_core.preprocess import load_image, to_mnist_steps
 from pages import app_state, drawings_view, explain_view
@@ -44,9 +44,7 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
     steps = to_mnist_steps(image) if image is not None else None
     if steps is None and source == "canvas":
         st.info("Draw a digit", icon=":material/draw:")
-        # Empty bars, already in place: the first stroke only fills them in (drawing the chart
-        # for the first time costs the browser a second under load).
-        st.plotly_chart(probabilities_figure(np.zeros(10)), key="sketch_probabilities_canvas")
+        st.html(probabilities_html(np.zeros(10)))  # the empty axes: a stroke fills them in
         return
     if steps is None:
         st.warning("No digit found in this image: use a photo of one dark or light digit.")
@@ -56,7 +54,7 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
     left.metric("Prediction", str(digit))
     left.metric("Confidence", f"{confidence:.1%}")
     left.image(digit_png(steps.centred, scale=5), caption="What the model sees (28×28)")
-    right.plotly_chart(probabilities_figure(probabilities), key=f"sketch_probabilities_{source}")
+    right.html(probabilities_html(probabilities))
     drawings_view.offer_to_keep(
         steps.centred,
         digit,

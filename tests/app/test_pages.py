@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -210,6 +211,10 @@ def test_sketch_predicts_a_drawn_digit(app_env: Path, mnist, index: int) -> None
     assert not at.exception
     prediction = [m for m in at.metric if m.label == "Prediction"]
     assert [m.value for m in prediction] == [str(mnist.y_test[index])]
+    (chart,) = [h.proto.body for h in at.get("html") if 'class="probabilities"' in h.proto.body]
+    shown = [float(p) for p in re.findall(r'data-probability="([\d.]+)"', chart)]
+    assert len(shown) == 10 and abs(sum(shown) - 1) < 0.01
+    assert int(np.argmax(shown)) == mnist.y_test[index]
 
 
 def test_sketch_upload_predicts_and_rejects_non_images(app_env: Path, mnist) -> None:

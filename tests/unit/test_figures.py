@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from mnist_core.figures import (
     confusion_figure,
     gallery_figure,
     history_figure,
-    probabilities_figure,
+    probabilities_html,
     replay_figure,
 )
 
@@ -115,26 +117,49 @@ def test_confusion_figure() -> None:
     assert cells.customdata[marker] == 7
 
 
-def test_probabilities_figure_highlights_the_argmax() -> None:
+def bars(html: str) -> list[tuple[int, float, str]]:
+    """(digit, probability, bar colour) for each bar of `probabilities_html`."""
+    found = re.findall(
+        r'data-digit="(\d)" data-probability="([\d.]+)".*?background:(#[0-9a-f]+)', html
+    )
+    return [(int(d), float(p), colour) for d, p, colour in found]
+
+
+def test_probabilities_html_highlights_the_argmax() -> None:
     probabilities = np.full(10, 0.02, dtype=np.float32)
     probabilities[6] = 0.82
 
-    (bars,) = probabilities_figure(probabilities).data
+    html = probabilities_html(probabilities)
 
-    assert list(bars.x) == [str(d) for d in range(10)]
-    np.testing.assert_allclose(bars.y, probabilities)
-    colours = list(bars.marker.color)
+    found = bars(html)
+    assert [d for d, _, _ in found] == list(range(10))
+    np.testing.assert_allclose([p for _, p, _ in found], probabilities, atol=1e-4)
+    colours = [c for _, _, c in found]
     assert colours[6] == RIGHT_COLOUR
     assert len(set(colours[:6] + colours[7:])) == 1 and colours[0] != RIGHT_COLOUR
+    assert "height:82.0%" in html and "height:2.0%" in html
+    assert ">82%</span>" in html and ">2%</span>" in html
+    assert 'aria-label="Probability per digit: 0: 2%, 1: 2%' in html
 
 
 @pytest.mark.parametrize("best", [0, 4])
-def test_probabilities_figure_follows_the_prediction(best: int) -> None:
-    probabilities = np.eye(10, dtype=np.float32)[best]
+def test_probabilities_html_follows_the_prediction(best: int) -> None:
+    found = bars(probabilities_html(np.eye(10, dtype=np.float32)[best]))
+    assert [d for d, _, colour in found if colour == RIGHT_COLOUR] == [best]
 
-    colours = list(probabilities_figure(probabilities).data[0].marker.color)
 
-    assert [i for i, colour in enumerate(colours) if colour == RIGHT_COLOUR] == [best]
+def test_probabilities_html_of_nothing_draws_empty_axes() -> None:
+    html = probabilities_html(np.zeros(10))
+    assert all(p == 0 and colour != RIGHT_COLOUR for _, p, colour in bars(html))
+    assert "%</span>" not in html  # no percentages over empty bars
+
+
+def test_probabilities_html_marks_tiny_but_nonzero_chances() -> None:
+    probabilities = np.zeros(10)
+    probabilities[[3, 8]] = [0.998, 0.002]
+    html = probabilities_html(probabilities)
+    assert "&lt;1%</span>" in html
+    assert [p for _, p, _ in bars(html)][8] == pytest.approx(0.002)
 
 
 def test_replay_figure_colours_each_digit_by_its_true_class_probability() -> None:
