@@ -64,6 +64,7 @@ class TrainConfig:
     validation_split: float = 0.1  # last fraction of the training set, held out
     seed: int = 42  # weights, shuffling, dropout and augmentation
     augment: bool = False  # random shifts, rotations and zoom of training images
+    elastic: bool = False  # elastic distortion of training images: strokes bend and wobble
     drawings: bool = False  # mix the user's own drawings (`drawings.DrawingSet`) into training
     start_from: str = ""  # fine-tune this run's model (same architecture); "" = train anew
 
@@ -83,7 +84,7 @@ class TrainConfig:
             raise ConfigError(
                 "start_from", f"must be a run id (or empty to train anew), got {self.start_from!r}"
             )
-        for name in ("augment", "lr_decay", "drawings", "restore_best"):
+        for name in ("augment", "elastic", "lr_decay", "drawings", "restore_best"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(name, f"must be true or false, got {getattr(self, name)!r}")
         if self.patience > 0 and self.validation_split == 0:

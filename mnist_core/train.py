@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_core.augment import elastic_distort
 from mnist_core.config import TrainConfig
 from mnist_core.data import PIXEL_MAX, MnistData
 from mnist_core.errors import ConfigError
@@ -104,7 +105,13 @@ def train(
     if n_train < 1:
         raise ConfigError("validation_split", "leaves no training samples; lower it")
     # Like Keras' validation_split: the last samples, before any shuffling.
-    train_set = _batches(data.x_train[:n_train], data.y_train[:n_train], config, shuffle=True)
+    train_set = _batches(
+        data.x_train[:n_train],
+        data.y_train[:n_train],
+        config,
+        shuffle=True,
+        distort=config.elastic,
+    )
     validation = (
         _batches(data.x_train[n_train:], data.y_train[n_train:], config, shuffle=False)
         if n_val
@@ -191,9 +198,14 @@ def _set_initial_weights(
 
 
 def _batches(
-    images: np.ndarray, labels: np.ndarray, config: TrainConfig, shuffle: bool
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+    shuffle: bool,
+    distort: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (float32 (B, 28, 28) in [0, 1], uint8 (B,)) from uint8 images.
+    """Batches of (float32 (B, 28, 28) in [0, 1], uint8 (B,)) from uint8 images, elastically
+    distorted when `distort` is set.
 
     The images stay uint8 (a quarter of float32's memory) and are scaled one batch at a time,
     so training MNIST needs no float copy of the whole set.
@@ -201,11 +213,18 @@ def _batches(
     dataset = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         dataset = dataset.shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
-    return (
-        dataset.batch(config.batch_size)
-        .map(lambda x, y: (tf.cast(x, tf.float32) / PIXEL_MAX, y))
-        .prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(config.batch_size).map(
+        lambda x, y: (tf.cast(x, tf.float32) / PIXEL_MAX, y)
     )
+    if distort:
+        # A stateless seed per batch, new each epoch and the same for the same config seed.
+        seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, seeds.batch(2)).map(
+            lambda batch, seed: (elastic_distort(batch[0], seed), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 class _StopRequested(Exception):

@@ -46,6 +46,7 @@ def apply_settings(preset: TrainConfig) -> None:
             "train_validation_split": preset.validation_split,
             "train_seed": preset.seed,
             "train_augment": preset.augment,
+            "train_elastic": preset.elastic,
             "train_drawings": preset.drawings,
             "train_start_from": preset.start_from,
         }
@@ -94,6 +95,11 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         key="train_batch_size",
     )
     middle.toggle("Augment (shift, rotate, zoom)", key="train_augment")
+    middle.toggle(
+        "Elastic distortion",
+        key="train_elastic",
+        help="Bends and wobbles the strokes of each training digit, as another hand would.",
+    )
     max_epochs = limits.maximum("epochs")
     if max_epochs > 1:
         right.slider("Epochs", 1, max_epochs, key="train_epochs")
@@ -138,6 +144,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
             validation_split=round(float(st.session_state["train_validation_split"]), 4),
             seed=int(st.session_state["train_seed"]),
             augment=st.session_state["train_augment"],
+            elastic=st.session_state["train_elastic"],
             drawings=st.session_state["train_drawings"],
             start_from=st.session_state["train_start_from"],
         )

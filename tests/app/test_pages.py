@@ -685,6 +685,7 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
         "validation_split": 0.15,
         "seed": 1234,
         "augment": True,
+        "elastic": True,
     }
     (run / "config.json").write_text(json.dumps(settings))
     at = page("results").run()
@@ -714,6 +715,7 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
         "validation_split": at.slider(key="train_validation_split").value,
         "seed": at.number_input(key="train_seed").value,
         "augment": at.toggle(key="train_augment").value,
+        "elastic": at.toggle(key="train_elastic").value,
     } == {
         **settings,
         "preset": "cnn",

@@ -42,6 +42,7 @@ def test_mlp_preset_is_the_original_recipe() -> None:
         "validation_split": 0.1,
         "seed": 42,
         "augment": False,
+        "elastic": False,
         "drawings": False,
         "start_from": "",
     }
@@ -141,6 +142,7 @@ NAN = math.nan
         ("augment", 1, "must be true or false, got 1"),
         ("lr_decay", "yes", "must be true or false, got 'yes'"),
         ("augment", None, "must be true or false, got None"),
+        ("elastic", "on", "must be true or false, got 'on'"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_field(
