@@ -6,7 +6,6 @@ from streamlit_drawable_canvas import st_canvas
 
 from mnist_core.errors import ImageError, MnistCoreError
 from mnist_core.figures import digit_png, probabilities_html
-from mnist_core.predict import predict_digit
 from mnist_core.preprocess import load_image, to_mnist_steps
 from pages import app_state, drawings_view, explain_view
 
@@ -39,16 +38,33 @@ def pick_model():
     return next(run for run in runs if run.run_id == run_id)
 
 
-def show_prediction(model, image: np.ndarray | None, source: str) -> None:
+def model_or_error(run):
+    """The run's shared model, loading it on first use; None after showing why it failed."""
+    try:
+        return app_state.cached_model(run)
+    except MnistCoreError as error:
+        app_state.show_error(error)
+        return None
+
+
+def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     """The prediction panel for a drawn or uploaded `image` (any size, RGBA/RGB/gray)."""
     steps = to_mnist_steps(image) if image is not None else None
     if steps is None and source == "canvas":
         st.info("Draw a digit", icon=":material/draw:")
         st.html(probabilities_html(np.zeros(10)))  # the empty axes: a stroke fills them in
+        # The canvas is on screen already: the model (TensorFlow's import, the first time)
+        # loads while the visitor draws, so the first stroke does not wait for it.
+        model_or_error(run)
         return
     if steps is None:
         st.warning("No digit found in this image: use a photo of one dark or light digit.")
         return
+    model = model_or_error(run)
+    if model is None:
+        return
+    from mnist_core.predict import predict_digit  # TensorFlow: imported once a model is needed
+
     digit, confidence, probabilities = predict_digit(model, steps.centred)
     left, right = st.columns([1, 2])
     left.metric("Prediction", str(digit))
@@ -67,7 +83,7 @@ def show_prediction(model, image: np.ndarray | None, source: str) -> None:
 
 
 @st.fragment
-def drawing_board(model) -> None:
+def drawing_board(run) -> None:
     """The canvas and its prediction. A fragment: a stroke reruns only this, not the page,
     which keeps predictions fast when many visitors draw at once."""
     if drawings_view.changed():  # a drawing was kept: the page's list must show it
@@ -89,7 +105,7 @@ def drawing_board(model) -> None:
             st.session_state[DRAWING] = canvas.image_data
         st.button("Clear", key="sketch_clear", on_click=clear_canvas, icon=":material/ink_eraser:")
     with result_column:
-        show_prediction(model, st.session_state.get(DRAWING), "canvas")
+        show_prediction(run, st.session_state.get(DRAWING), "canvas")
 
 
 st.title("Sketch")
@@ -97,16 +113,10 @@ st.caption("Draw a digit with the mouse (or a finger); the prediction follows ev
 max_upload_bytes = app_state.demo_limits().upload_bytes
 run = pick_model()
 if run is not None:
-    try:
-        model = app_state.cached_model(run)
-    except MnistCoreError as error:
-        app_state.show_error(error)
-        st.stop()
-
     drawings_view.active_accuracy_line(run)
     draw_tab, upload_tab = st.tabs(["Draw", "Upload a photo"])
     with draw_tab:
-        drawing_board(model)
+        drawing_board(run)
 
     with upload_tab:
         upload = st.file_uploader(
@@ -120,6 +130,6 @@ if run is not None:
             except ImageError as error:
                 app_state.show_error(error)
             else:
-                show_prediction(model, image, "upload")
+                show_prediction(run, image, "upload")
 
 drawings_view.manage()

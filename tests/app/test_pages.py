@@ -217,6 +217,27 @@ def test_sketch_predicts_a_drawn_digit(app_env: Path, mnist, index: int) -> None
     assert int(np.argmax(shown)) == mnist.y_test[index]
 
 
+def test_sketch_shows_the_canvas_first_and_keeps_it_when_the_model_is_broken(
+    own_runs: Path, mnist
+) -> None:
+    # The canvas and "Draw a digit" come before the model loads (TensorFlow loads while the
+    # visitor draws); a model that cannot load is explained beside the canvas.
+    (run,) = own_runs.iterdir()
+    (run / "model.keras").write_bytes(b"not a keras file")
+
+    at = page("sketch").run()
+
+    assert not at.exception
+    assert "Draw a digit" in [info.value for info in at.info]
+    (error,) = at.error
+    assert "model.keras" in error.value
+    at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [error.value]
+    assert [m for m in at.metric if m.label == "Prediction"] == []
+
+
 def test_sketch_upload_predicts_and_rejects_non_images(app_env: Path, mnist) -> None:
     at = page("sketch").run()
     black_on_white = 255 - np.asarray(Image.fromarray(mnist.x_test[1]).resize((120, 120)))
