@@ -40,13 +40,18 @@ def mnist_path() -> Path | None:
     return Path(value) if value and Path(value).exists() else None
 
 
+def drawings_dir(runs_dir: Path) -> Path:
+    """Where the app started by `running_app(runs_dir, ...)` keeps the drawings users add."""
+    return runs_dir.parent / f"{runs_dir.name}-drawings"
+
+
 def app_env(runs_dir: Path) -> dict[str, str]:
     """The environment of the app and the CLI: this one, with the run store set."""
     env = dict(os.environ)
     env.update(
         MNIST_RUNS_DIR=str(runs_dir),
         # Drawings kept in the browser tests go beside the run store, not into data/drawings.
-        MNIST_DRAWINGS_DIR=str(runs_dir.parent / f"{runs_dir.name}-drawings"),
+        MNIST_DRAWINGS_DIR=str(drawings_dir(runs_dir)),
         TF_CPP_MIN_LOG_LEVEL="2",  # keep TensorFlow's start-up chatter out of the log
         PYTHONUNBUFFERED="1",  # the log is complete when a test fails
     )

@@ -17,7 +17,7 @@ from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e import ui
-from tests.e2e.server import mnist_path
+from tests.e2e.server import drawings_dir, mnist_path
 
 pytestmark = pytest.mark.e2e
 
@@ -242,7 +242,7 @@ def test_your_drawings_loop_keep_score_and_train_on_them(
     page: Page, app_url: str, starter_runs: tuple[Path, str]
 ) -> None:
     runs_dir, starter = starter_runs
-    drawings_dir = runs_dir.parent / f"{runs_dir.name}-drawings"
+    drawings = drawings_dir(runs_dir)
     ui.open_page(page, app_url + "/sketch", "Sketch")
     ui.choose(page, "Model", starter)
     expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
@@ -268,9 +268,9 @@ def test_your_drawings_loop_keep_score_and_train_on_them(
 
     my_drawings = page.get_by_text(re.compile(r"^My drawings \(\d+\)$"))
     expect(my_drawings).to_have_text("My drawings (2)")
-    saved = sorted(path.name for path in drawings_dir.glob("*.npz"))
+    saved = sorted(path.name for path in drawings.glob("*.npz"))
     assert len(saved) == 2
-    with np.load(drawings_dir / saved[-1]) as newest:
+    with np.load(drawings / saved[-1]) as newest:
         assert int(newest["label"]) == 7 and newest["canvas"].shape == (280, 280, 4)
 
     # Results scores every run on MNIST's test set and on these two drawings.
