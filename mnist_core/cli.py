@@ -43,16 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save it as a run")
-    train.add_argument("--preset", choices=sorted(PRESETS), default="mlp")
+    train.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="mlp",
+        help="the settings to start from (default mlp, the original recipe); "
+        "the options below change single settings",
+    )
     for config_field in dataclasses.fields(TrainConfig):
         option = "--" + config_field.name.replace("_", "-")
+        described = {"default": None, "help": config_field.metadata.get("help")}
         if config_field.type == "bool":
-            train.add_argument(option, action=argparse.BooleanOptionalAction, default=None)
+            train.add_argument(option, action=argparse.BooleanOptionalAction, **described)
         elif config_field.type.startswith("tuple"):
-            train.add_argument(option, type=_sizes, default=None, metavar="N,N,...")
+            train.add_argument(option, type=_sizes, metavar="N,N,...", **described)
         else:
             kind = {"int": int, "float": float, "str": str}[config_field.type]
-            train.add_argument(option, type=kind, default=None)
+            train.add_argument(option, type=kind, **described)
     train.add_argument("--data", help="MNIST .npz or IDX folder (default: $MNIST_PATH)")
     _add_runs_dir(train)
     train.add_argument("--save", help="also save the model to FILE.keras or FILE.h5")

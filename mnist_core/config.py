@@ -41,6 +41,11 @@ RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")  # how runs ar
 MAX_UPLOAD_BYTES = 5_000_000  # largest uploaded image; `DemoLimits` may lower it
 
 
+def _setting(default: Any, description: str) -> Any:
+    """A `TrainConfig` field with its default and the description the command line shows."""
+    return field(default=default, metadata={"help": description})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides how a model is built and trained.
@@ -48,25 +53,39 @@ class TrainConfig:
     Two runs with equal configs (seed included) on the same machine give the same history.
     """
 
-    architecture: str = "mlp"  # "mlp": dense layers on raw pixels; "cnn": convolution blocks
-    hidden_units: tuple[int, ...] = (256, 128)  # dense layers after the input (MLP) or convs
-    conv_filters: tuple[int, ...] = (32, 64)  # one entry per convolution block (CNN only)
-    dropout_rate: float = 0.4  # after every hidden dense layer; fights overfitting
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    lr_decay: bool = False  # cosine decay to 0 over all epochs: higher final accuracy
-    batch_size: int = 128
-    epochs: int = 20  # upper bound; early stopping may end sooner
-    patience: int = 5  # epochs without val_loss improvement before stopping; 0 = off
+    architecture: str = _setting("mlp", "mlp: dense layers on raw pixels; cnn: convolution blocks")
+    hidden_units: tuple[int, ...] = _setting(
+        (256, 128), "units of each dense layer after the input (MLP) or the convolutions (CNN)"
+    )
+    conv_filters: tuple[int, ...] = _setting(
+        (32, 64), "filters of each convolution block (CNN only)"
+    )
+    dropout_rate: float = _setting(
+        0.4, "dropout after every hidden dense layer (and the CNN's last convolution block)"
+    )
+    optimizer: str = _setting("adam", "adam, sgd (with momentum 0.9) or rmsprop")
+    learning_rate: float = _setting(1e-3, "the optimizer's (initial) learning rate")
+    lr_decay: bool = _setting(False, "cosine decay of the learning rate to 0 over all epochs")
+    batch_size: int = _setting(128, "images per training step")
+    epochs: int = _setting(20, "epochs to train at most (early stopping may end sooner)")
+    patience: int = _setting(
+        5, "epochs without a lower validation loss before stopping early; 0 = never"
+    )
     # End with the weights of the epoch with the lowest validation loss; False: those of the
     # last finished epoch, which is what a fixed schedule (cosine decay) is designed to reach.
-    restore_best: bool = True
-    validation_split: float = 0.1  # last fraction of the training set, held out
-    seed: int = 42  # weights, shuffling, dropout and augmentation
-    augment: bool = False  # random shifts, rotations and zoom of training images
-    elastic: bool = False  # elastic distortion of training images: strokes bend and wobble
-    drawings: bool = False  # mix the user's own drawings (`drawings.DrawingSet`) into training
-    start_from: str = ""  # fine-tune this run's model (same architecture); "" = train anew
+    restore_best: bool = _setting(
+        True, "keep the epoch with the lowest validation loss (else the last epoch)"
+    )
+    validation_split: float = _setting(
+        0.1, "last fraction of the training set held out for validation"
+    )
+    seed: int = _setting(42, "seed of the weights, shuffling, dropout and augmentation")
+    augment: bool = _setting(False, "random shifts, rotations and zoom of training images")
+    elastic: bool = _setting(
+        False, "elastic distortion of training images: strokes bend and wobble"
+    )
+    drawings: bool = _setting(False, "mix your own drawings (Sketch page) into training")
+    start_from: str = _setting("", "fine-tune this run's model (same architecture); '' = anew")
 
     def __post_init__(self) -> None:
         _check_choice("architecture", self.architecture, ARCHITECTURES)

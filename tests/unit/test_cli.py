@@ -421,3 +421,20 @@ def test_export_and_import_argument_errors(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x.zip").exists() and not (tmp_path / "run.tar").exists()
+
+
+def test_train_help_describes_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    import dataclasses
+
+    from mnist_core.config import TrainConfig
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
+    for config_field in dataclasses.fields(TrainConfig):
+        description = config_field.metadata.get("help")
+        assert description, f"{config_field.name} has no description"
+        option = "--" + config_field.name.replace("_", "-")
+        assert f"{option} " in shown and description in shown, config_field.name
+    assert "elastic distortion of training images" in shown
