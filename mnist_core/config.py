@@ -150,6 +150,12 @@ class TrainConfig:
         return cls(**fixed)
 
 
+def describe(name: str) -> str:
+    """What the `TrainConfig` setting `name` does, as a sentence (for help texts)."""
+    text = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata["help"]
+    return text[0].upper() + text[1:] + "."
+
+
 def parse_sizes(name: str, text: str) -> tuple[int, ...]:
     """Layer sizes typed as text ("256, 128") as a tuple; raises ConfigError naming `name`."""
     parts = [part.strip() for part in str(text).replace(";", ",").split(",") if part.strip()]

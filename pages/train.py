@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from mnist_core.config import LIMITS, PRESETS, DemoLimits, TrainConfig, parse_sizes
+from mnist_core.config import LIMITS, PRESETS, DemoLimits, TrainConfig, describe, parse_sizes
 from mnist_core.errors import ConfigError
 from mnist_core.figures import history_figure
 from pages import app_state, drawings_view, share_view
@@ -68,7 +68,9 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
     if "train_architecture" not in st.session_state:
         apply_preset(limits)
     left, middle, right = st.columns(3)
-    architecture = left.radio("Architecture", ["mlp", "cnn"], key="train_architecture")
+    architecture = left.radio(
+        "Architecture", ["mlp", "cnn"], key="train_architecture", help=describe("architecture")
+    )
     left.text_input(
         "Dense layers (units)",
         key="train_hidden_units",
@@ -80,21 +82,32 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         disabled=architecture != "cnn",
         help="Filters of each convolution block (CNN only), comma-separated.",
     )
-    left.slider("Dropout rate", 0.0, LIMITS["dropout_rate"][1], step=0.05, key="train_dropout_rate")
-    middle.selectbox("Optimizer", ["adam", "sgd", "rmsprop"], key="train_optimizer")
+    left.slider(
+        "Dropout rate",
+        0.0,
+        LIMITS["dropout_rate"][1],
+        step=0.05,
+        key="train_dropout_rate",
+        help=describe("dropout_rate"),
+    )
+    middle.selectbox(
+        "Optimizer", ["adam", "sgd", "rmsprop"], key="train_optimizer", help=describe("optimizer")
+    )
     middle.select_slider(
         "Learning rate",
         share_view.with_current(LEARNING_RATES, "train_learning_rate"),
         key="train_learning_rate",
         format_func=lambda v: f"{v:g}",
+        help=describe("learning_rate"),
     )
-    middle.toggle("Cosine learning-rate decay", key="train_lr_decay")
+    middle.toggle("Cosine learning-rate decay", key="train_lr_decay", help=describe("lr_decay"))
     middle.select_slider(
         "Batch size",
         share_view.with_current(batch_sizes(limits), "train_batch_size"),
         key="train_batch_size",
+        help=describe("batch_size"),
     )
-    middle.toggle("Augment (shift, rotate, zoom)", key="train_augment")
+    middle.toggle("Augment (shift, rotate, zoom)", key="train_augment", help=describe("augment"))
     middle.toggle(
         "Elastic distortion",
         key="train_elastic",
@@ -102,9 +115,9 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
     )
     max_epochs = limits.maximum("epochs")
     if max_epochs > 1:
-        right.slider("Epochs", 1, max_epochs, key="train_epochs")
+        right.slider("Epochs", 1, max_epochs, key="train_epochs", help=describe("epochs"))
     else:  # a slider needs two different ends
-        right.select_slider("Epochs", [1], key="train_epochs")
+        right.select_slider("Epochs", [1], key="train_epochs", help=describe("epochs"))
     right.slider(
         "Early-stopping patience",
         0,
@@ -118,8 +131,11 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         LIMITS["validation_split"][1],
         step=0.05,
         key="train_validation_split",
+        help=describe("validation_split"),
     )
-    right.number_input("Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed")
+    right.number_input(
+        "Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed", help=describe("seed")
+    )
     right.toggle(
         "Keep the best epoch",
         key="train_restore_best",

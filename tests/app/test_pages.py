@@ -871,3 +871,25 @@ def test_a_page_run_never_clears_keras_session(
     assert not at.exception
     assert [m.value for m in at.metric if m.label == "Prediction"] == ["7"]
     assert cleared == []
+
+
+def test_train_explains_every_setting(app_env: Path) -> None:
+    from mnist_core.config import describe
+
+    at = page("train").run()
+
+    assert not at.exception
+    helps = {
+        "architecture": at.radio(key="train_architecture").help,
+        "dropout_rate": at.slider(key="train_dropout_rate").help,
+        "optimizer": at.selectbox(key="train_optimizer").help,
+        "learning_rate": at.select_slider(key="train_learning_rate").help,
+        "lr_decay": at.toggle(key="train_lr_decay").help,
+        "batch_size": at.select_slider(key="train_batch_size").help,
+        "augment": at.toggle(key="train_augment").help,
+        "epochs": at.slider(key="train_epochs").help,
+        "validation_split": at.slider(key="train_validation_split").help,
+        "seed": at.number_input(key="train_seed").help,
+    }
+    assert helps == {name: describe(name) for name in helps}
+    assert describe("seed") == "Seed of the weights, shuffling, dropout and augmentation."
