@@ -27,11 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from mnist_core.config import LIMITS, TrainConfig
+from mnist_core.config import LIMITS, RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError
 from mnist_core.jobs import HISTORY_KEYS
 from mnist_core.runs import (
-    _RUN_ID,
     PROBABILITIES_FILE,
     REPLAY_FILE,
     RUN_FILES,
@@ -309,7 +308,7 @@ def _manifest(raw: bytes) -> dict[str, Any]:
     if version != BUNDLE_VERSION:
         raise _refused(f"{MANIFEST} has the invalid format version {version!r}")
     run_id = manifest.get("run_id")
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID.match(run_id):
         raise _refused(f"{MANIFEST} names no valid run id (got {str(run_id)[:40]!r})")
     return manifest
 

@@ -90,16 +90,3 @@ def _build_forward(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     )
     forward(tf.zeros([1, 28, 28]))  # trace now
     return forward
-    with _lock:
-        forward = _forwards.get(model)
-        if forward is None:
-            # A weak reference: a strong one from the cached value would keep its key, the
-            # model, alive forever, and every model trained in a session would leak.
-            model_ref = weakref.ref(model)
-            forward = tf.function(
-                lambda x: model_ref()(x, training=False),
-                input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)],
-            )
-            forward(tf.zeros([1, 28, 28]))  # trace now, under the lock, not in a race
-            _forwards[model] = forward
-    return forward

@@ -39,7 +39,6 @@ PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results
 REPLAY_FILE = "replay.npz"  # the replay panel's test indices and answers after each epoch
 # The small pretrained run shipped with the package, so the app can predict before any training.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-_RUN_ID = RUN_ID  # folder names of runs: YYYYMMDD-HHMMSS-architecture-hex
 _TEMP_PREFIX = ".tmp-"
 _REPLACED = f"{_TEMP_PREFIX}replaced-"  # a run's previous version, while it is being replaced
 INTERRUPTED = "interrupted"
@@ -269,7 +268,7 @@ class RunStore:
             if folder is None or not folder.is_dir():
                 continue
             for path in folder.iterdir():
-                if _RUN_ID.match(path.name):
+                if RUN_ID.match(path.name):
                     try:
                         run = self._read(path)
                     except ModelError:
@@ -310,7 +309,7 @@ class RunStore:
     def _put_back(self, aside: Path) -> bool:
         """Restore a run's previous version left aside by a replacement that was killed."""
         run_id = aside.name[len(_REPLACED) :].rsplit("-", 1)[0]
-        if not _RUN_ID.match(run_id) or (self.root / run_id).exists():
+        if not RUN_ID.match(run_id) or (self.root / run_id).exists():
             return False
         try:
             os.rename(aside, self.root / run_id)
@@ -357,7 +356,7 @@ class RunStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def _path(self, run_id: str) -> Path:
-        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        if not isinstance(run_id, str) or not RUN_ID.match(run_id):
             raise ModelError(f"{run_id!r} is not a run id; list the runs to pick one")
         if self.bundled is not None and (self.bundled / run_id).is_dir():
             return self.bundled / run_id
