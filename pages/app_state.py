@@ -100,6 +100,15 @@ def show_error(error: MnistCoreError) -> None:
     st.error(str(error), icon=":material/error:")
 
 
+def architecture_widgets(config: TrainConfig) -> dict[str, str]:
+    """The Train page's architecture widgets (keys and values) set to `config`'s network."""
+    return {
+        "train_architecture": config.architecture,
+        "train_hidden_units": ", ".join(map(str, config.hidden_units)),
+        "train_conv_filters": ", ".join(map(str, config.conv_filters)),
+    }
+
+
 def start_training(config: TrainConfig) -> str | None:
     """Start training `config` in the background; the job id, or None if one is running."""
     store = run_store()

@@ -235,14 +235,7 @@ def _take_architecture(runs: list) -> None:
     """Fine-tuning keeps the run's architecture: copy it into the settings."""
     chosen = next((r for r in runs if r.run_id == st.session_state["train_start_from"]), None)
     if chosen is not None:
-        config = chosen.config
-        st.session_state.update(
-            {
-                "train_architecture": config.architecture,
-                "train_hidden_units": ", ".join(map(str, config.hidden_units)),
-                "train_conv_filters": ", ".join(map(str, config.conv_filters)),
-            }
-        )
+        st.session_state.update(app_state.architecture_widgets(chosen.config))
 
 
 def before_after(before_id: str | None, after_id: str) -> None:

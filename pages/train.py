@@ -32,9 +32,7 @@ def apply_settings(preset: TrainConfig) -> None:
     """Fill every widget with the values of `preset`: a preset, or a run's config."""
     st.session_state.update(
         {
-            "train_architecture": preset.architecture,
-            "train_hidden_units": ", ".join(map(str, preset.hidden_units)),
-            "train_conv_filters": ", ".join(map(str, preset.conv_filters)),
+            **app_state.architecture_widgets(preset),
             "train_dropout_rate": preset.dropout_rate,
             "train_optimizer": preset.optimizer,
             "train_learning_rate": preset.learning_rate,
