@@ -195,16 +195,28 @@ def _max_epochs(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> int:
     return max((len(h.get("loss", [])) for h in histories.values()), default=0)
 
 
+def as_uint8(image: np.ndarray) -> np.ndarray:
+    """Pixels as uint8 for a picture: uint8 as they are, floats in [0, 1] scaled to 0-255
+    (rounded; NaN as 0, out-of-range values clipped)."""
+    pixels = np.asarray(image)
+    if pixels.dtype == np.uint8:
+        return pixels
+    scaled = np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0) * 255
+    return scaled.round().astype(np.uint8)
+
+
 def digit_png(image: np.ndarray, scale: int = 1) -> bytes:
     """PNG bytes of a `(H, W)` digit (float in [0, 1] or uint8), enlarged with sharp pixels."""
-    pixels = np.asarray(image)
-    if pixels.dtype != np.uint8:
-        pixels = (np.clip(np.nan_to_num(pixels), 0.0, 1.0) * 255).round().astype(np.uint8)
-    picture = Image.fromarray(pixels, mode="L")
+    picture = Image.fromarray(as_uint8(image), mode="L")
     if scale > 1:
         picture = picture.resize(
             (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
         )
+    return png_bytes(picture)
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """A PIL picture encoded as PNG."""
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -9,13 +9,14 @@ the pictures' own pixels, not the page, carry every colour.
 from __future__ import annotations
 
 import functools
-import io
 
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
+
+from mnist_core.figures import as_uint8, png_bytes
 
 DIVERGING = "RdBu_r"  # red: raises the score / excites the unit; blue: the opposite
 SEQUENTIAL = "Viridis"  # for feature maps, which are >= 0 after ReLU
@@ -154,9 +155,7 @@ def tiles_png(
     picture = Image.fromarray(rgba).resize(
         (mosaic.shape[1] * scale, mosaic.shape[0] * scale), Image.Resampling.NEAREST
     )
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(picture)
 
 
 @functools.cache
@@ -174,9 +173,7 @@ def picture_png(image: np.ndarray, max_side: int = 140) -> bytes:
     Takes uint8 (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA. Transparent parts are shown over
     a grey checkerboard, as image editors do, so light and dark ink both stay visible.
     """
-    pixels = np.asarray(image)
-    if pixels.dtype != np.uint8:
-        pixels = (np.clip(np.nan_to_num(pixels.astype(np.float32)), 0, 1) * 255).astype(np.uint8)
+    pixels = as_uint8(image)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]
     picture = Image.fromarray(pixels).convert("RGBA")
@@ -185,6 +182,4 @@ def picture_png(image: np.ndarray, max_side: int = 140) -> bytes:
     checker = np.where((rows + columns)[..., np.newaxis] % 2 == 0, 150, 110).astype(np.uint8)
     background = Image.fromarray(np.repeat(checker, 3, axis=2)).convert("RGBA")
     composed = Image.alpha_composite(background, picture).convert("RGB")
-    buffer = io.BytesIO()
-    composed.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(composed)
