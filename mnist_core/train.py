@@ -1,10 +1,15 @@
 """Training: `train()` with progress and stop hooks, and a background job for user interfaces.
 
-`train()` is a plain `model.fit` with one callback that reports progress, polls for a stop
-request, keeps the best weights (lowest validation loss) and does early stopping. A stop in the
-middle of an epoch drops that partial epoch and restores the best weights of the finished ones:
-the callback leaves `fit` at once, skipping the validation of the partial epoch, which would
-delay the stop by a second or more and measure nothing useful.
+`train()` runs the model's own Keras `train_step` and `test_step` (the same loss, optimizer
+and metrics as `model.fit`) in a loop of its own: the training set stays in memory as uint8
+tensors, and each compiled call cuts, shuffles, scales (and optionally distorts) its batches
+itself and runs a group of steps. That skips `fit`'s `tf.data` pipeline, whose per-batch hand-offs
+cost the small MLP about a third of its epoch on 2 cores (see `bench/bench_training.py`).
+
+Between groups of steps one monitor reports progress, polls for a stop request, keeps the best
+weights (lowest validation loss) and does early stopping. A stop in the middle of an epoch
+drops that partial epoch and restores the best weights of the finished ones, skipping the
+validation of the partial epoch, which would delay the stop and measure nothing useful.
 
 `on_checkpoint(result)` receives the best model so far, evaluated, when a new best epoch arrives
 (at most once per `CHECKPOINT_SECONDS`), so a process killed mid-training can still leave it
@@ -105,24 +110,20 @@ def train(
     if n_train < 1:
         raise ConfigError("validation_split", "leaves no training samples; lower it")
     # Like Keras' validation_split: the last samples, before any shuffling.
-    train_set = _batches(
-        data.x_train[:n_train],
-        data.y_train[:n_train],
-        config,
-        shuffle=True,
-        distort=config.elastic,
+    train_set = Batches(
+        data.x_train[:n_train], data.y_train[:n_train], config, shuffle=True, distort=config.elastic
     )
     validation = (
-        _batches(data.x_train[n_train:], data.y_train[n_train:], config, shuffle=False)
+        Batches(data.x_train[n_train:], data.y_train[n_train:], config, shuffle=False)
         if n_val
         else None
     )
-    batches = math.ceil(n_train / config.batch_size)
+    batches = train_set.count
 
     model = build_model(config, steps_per_epoch=batches)
     if initial_weights is not None:
         _set_initial_weights(model, initial_weights, config)
-    monitor = _TrainingMonitor(config, batches, on_progress, should_stop)
+    monitor = _TrainingMonitor(model, config, batches, on_progress, should_stop)
     panel = replay_panel(data.y_test)
     monitor.replay_images = data.x_test[panel].astype(np.float32) / PIXEL_MAX
     start = time.perf_counter()
@@ -148,14 +149,7 @@ def train(
         monitor.checkpoint = lambda: on_checkpoint(result(time.perf_counter() - start))
         monitor.checkpoint_seconds = checkpoint_seconds
     try:
-        model.fit(
-            train_set,
-            epochs=config.epochs,
-            shuffle=False,  # the dataset shuffles itself, with the config's seed
-            validation_data=validation,
-            callbacks=[monitor],
-            verbose=0,
-        )
+        _fit(model, train_set, validation, monitor)
     except _StopRequested:
         pass
     monitor.restore_best_weights()
@@ -197,51 +191,130 @@ def _set_initial_weights(
     model.set_weights(weights)
 
 
-def _batches(
-    images: np.ndarray,
-    labels: np.ndarray,
-    config: TrainConfig,
-    shuffle: bool,
-    distort: bool = False,
-) -> tf.data.Dataset:
-    """Batches of (float32 (B, 28, 28) in [0, 1], uint8 (B,)) from uint8 images, elastically
-    distorted when `distort` is set.
+class Batches:
+    """A labelled set kept as uint8 tensors (a quarter of float32's memory) and cut into batches
+    of float32 (B, 28, 28) pixels in [0, 1] and uint8 (B,) labels inside compiled code.
 
-    The images stay uint8 (a quarter of float32's memory) and are scaled one batch at a time,
-    so training MNIST needs no float copy of the whole set.
+    With `shuffle` every epoch takes its own order, and with `distort` every batch its own
+    elastic distortion; both are drawn from the config's seed, the epoch and the step alone, so
+    the same config gives the same batches.
     """
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle:
-        dataset = dataset.shuffle(len(images), seed=config.seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(config.batch_size).map(
-        lambda x, y: (tf.cast(x, tf.float32) / PIXEL_MAX, y)
-    )
-    if distort:
-        # A stateless seed per batch, new each epoch and the same for the same config seed.
-        seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip(dataset, seeds.batch(2)).map(
-            lambda batch, seed: (elastic_distort(batch[0], seed), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
-    return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-class _StopRequested(Exception):
-    """Raised inside `fit` to leave it at once when the user asks to stop."""
-
-
-class _TrainingMonitor(keras.callbacks.Callback):
-    """Progress, stop requests, best weights and early stopping, in one callback."""
 
     def __init__(
         self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        config: TrainConfig,
+        shuffle: bool,
+        distort: bool = False,
+    ) -> None:
+        self.images = tf.constant(images)
+        self.labels = tf.constant(labels)
+        self.size = len(images)
+        self.batch_size = config.batch_size
+        self.count = math.ceil(self.size / self.batch_size)  # batches per epoch
+        self.seed = config.seed
+        self.shuffle = shuffle
+        self.distort = distort
+
+    def order(self, epoch: int) -> tf.Tensor:
+        """(N,) int32 sample indices in the order `epoch` (0-based) visits them."""
+        indices = tf.range(self.size)
+        if not self.shuffle:
+            return indices
+        return tf.random.experimental.stateless_shuffle(indices, seed=[self.seed, epoch])
+
+    def batch(
+        self, order: tf.Tensor, epoch: tf.Tensor, step: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Batch `step` (0-based) of `epoch`, whose sample order is `order`."""
+        index = order[step * self.batch_size : (step + 1) * self.batch_size]
+        images = tf.cast(tf.gather(self.images, index), tf.float32) / PIXEL_MAX
+        if self.distort:
+            seed = tf.stack(
+                [tf.constant(self.seed, tf.int64), tf.cast(epoch * self.count + step, tf.int64)]
+            )
+            images = elastic_distort(images, seed)
+        return images, tf.gather(self.labels, index)
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """All batches of `epoch`, joined: (N, 28, 28) float32 and (N,) uint8 (for tests)."""
+        order = self.order(epoch)
+        parts = [
+            self.batch(order, tf.constant(epoch), tf.constant(step)) for step in range(self.count)
+        ]
+        return (
+            np.concatenate([images.numpy() for images, _ in parts]),
+            np.concatenate([labels.numpy() for _, labels in parts]),
+        )
+
+
+def _steps_function(batches: Batches, step: Callable[[Any], Any]) -> Callable[..., Any]:
+    """A compiled function running `step` (a model's `train_step` or `test_step`) on batches
+    `first` to `first + count - 1` of an epoch, in one call."""
+
+    @tf.function
+    def run(order: tf.Tensor, epoch: tf.Tensor, first: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+        def body(index: tf.Tensor) -> tuple[tf.Tensor]:
+            step(batches.batch(order, epoch, index))
+            return (index + 1,)
+
+        return tf.while_loop(lambda index: index < first + count, body, (first,))[0]
+
+    return run
+
+
+def _fit(
+    model: keras.Model,
+    train_set: Batches,
+    validation: Batches | None,
+    monitor: _TrainingMonitor,
+) -> None:
+    """What `model.fit(epochs=config.epochs, validation_data=...)` does with one callback,
+    `steps_per_execution` batches per compiled call."""
+    group = model.steps_per_execution
+    train_steps = _steps_function(train_set, model.train_step)
+    test_steps = _steps_function(validation, model.test_step) if validation else None
+
+    def run(
+        steps: Callable[..., Any], batches: Batches, epoch: int, after_group: Callable[[int], None]
+    ) -> dict[str, float]:
+        model.reset_metrics()
+        order = batches.order(epoch)
+        for first in range(0, batches.count, group):
+            count = min(group, batches.count - first)
+            steps(order, tf.constant(epoch), tf.constant(first), tf.constant(count))
+            after_group(first + count)
+        return {name: float(value) for name, value in model.get_metrics_result().items()}
+
+    monitor.on_train_begin()
+    for epoch in range(monitor.config.epochs):
+        monitor.on_epoch_begin(epoch)
+        logs = run(train_steps, train_set, epoch, monitor.on_train_batches_end)
+        if test_steps is not None and validation is not None:
+            scores = run(test_steps, validation, 0, monitor.on_test_batches_end)
+            logs.update({f"val_{name}": value for name, value in scores.items()})
+        monitor.on_epoch_end(epoch, logs)
+        if monitor.stop_training:
+            break
+
+
+class _StopRequested(Exception):
+    """Raised between groups of steps to leave training at once when the user asks to stop."""
+
+
+class _TrainingMonitor:
+    """Progress, stop requests, best weights and early stopping, between groups of steps."""
+
+    def __init__(
+        self,
+        model: keras.Model,
         config: TrainConfig,
         batches: int,
         on_progress: ProgressHook | None,
         should_stop: StopHook | None,
     ) -> None:
-        super().__init__()
+        self.model = model
         self.config = config
         self.batches = batches
         self.on_progress = on_progress
@@ -251,6 +324,7 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self.replay: list[np.ndarray] = []  # (P, 10) answers after each finished epoch
         self.stopped = False
         self.stopped_early = False
+        self.stop_training = False  # early stopping ends training after this epoch
         self.best_epoch = 0
         self._best_loss = math.inf
         self._best_weights: list[np.ndarray] | None = None
@@ -264,31 +338,31 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self.checkpoint_seconds = CHECKPOINT_SECONDS
         self._last_checkpoint = 0.0
 
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+    def on_train_begin(self) -> None:
         self._start = self._last_checkpoint = time.perf_counter()
 
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(self, epoch: int) -> None:
         self._epoch = epoch + 1
         self._epoch_start = time.perf_counter()
 
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.should_stop is not None and self.should_stop():
-            self.stopped = True
-            raise _StopRequested
+    def on_train_batches_end(self, batches_done: int) -> None:
+        """After a group of training steps: `batches_done` of this epoch so far."""
+        self._poll_stop()
         if self.on_progress is not None:
-            # Keras reports the last step of each group of `steps_per_execution` batches, which
-            # overshoots the epoch's end when the last group is partial.
-            batches_done = min(batch + 1, self.batches)
-            self.on_progress(self._event(batches_done, logs or {}, epoch_end=False))
+            logs = self.model.get_metrics_result()  # loss and accuracy so far this epoch
+            self.on_progress(self._event(batches_done, logs, epoch_end=False))
 
-    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        # A stop during validation drops the epoch: its scores would be partial.
+    def on_test_batches_end(self, batches_done: int) -> None:
+        """After a group of validation steps. A stop now drops the epoch: its scores would be
+        partial."""
+        self._poll_stop()
+
+    def _poll_stop(self) -> None:
         if self.should_stop is not None and self.should_stop():
             self.stopped = True
             raise _StopRequested
 
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         for key in HISTORY_KEYS:
             if key in logs:
                 self.history[key].append(float(logs[key]))
@@ -312,7 +386,7 @@ class _TrainingMonitor(keras.callbacks.Callback):
             self._wait += 1
             if self.config.patience and self._wait >= self.config.patience:
                 self.stopped_early = True
-                self.model.stop_training = True
+                self.stop_training = True
         if self.on_progress is not None:
             self.on_progress(self._event(self.batches, logs, epoch_end=True))
 

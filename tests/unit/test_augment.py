@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mnist_core.augment import _bilinear, elastic_distort, gaussian_kernel
 from mnist_core.config import TrainConfig
-from mnist_core.train import _batches
+from mnist_core.train import Batches
 
 
 def digits(mnist, count: int = 64) -> np.ndarray:
@@ -75,25 +75,49 @@ def test_the_same_seed_gives_the_same_distortion_and_another_seed_another(mnist)
     assert np.abs(twice[0] - twice[1]).mean() > 0.01
 
 
-def epoch(dataset: tf.data.Dataset) -> np.ndarray:
-    return np.concatenate([x.numpy() for x, _ in dataset])
-
-
 def test_training_batches_are_distorted_anew_each_epoch_and_reproducibly(mnist) -> None:
     images, labels = mnist.x_test[:256], mnist.y_test[:256]
     config = TrainConfig(batch_size=64, seed=3, elastic=True)
-    plain = epoch(_batches(images, labels, config, shuffle=False))
-    dataset = _batches(images, labels, config, shuffle=False, distort=True)
+    plain, plain_labels = Batches(images, labels, config, shuffle=False).epoch(0)
+    batches = Batches(images, labels, config, shuffle=False, distort=True)
 
-    first, second = epoch(dataset), epoch(dataset)
-    rebuilt = epoch(_batches(images, labels, config, shuffle=False, distort=True))
+    (first, labels_out), (second, _) = batches.epoch(0), batches.epoch(1)
+    rebuilt, _ = Batches(images, labels, config, shuffle=False, distort=True).epoch(0)
 
     np.testing.assert_array_equal(plain, images / np.float32(255))
+    np.testing.assert_array_equal(plain_labels, labels)
     assert np.abs(first - plain).mean() > 0.01
     assert np.abs(first - second).mean() > 0.01  # a new distortion every epoch
     np.testing.assert_array_equal(first, rebuilt)  # the same config seed: the same epochs
-    labels_out = np.concatenate([y.numpy() for _, y in dataset])
     np.testing.assert_array_equal(labels_out, labels)  # labels stay with their images
+    # Each batch of an epoch is distorted its own way: a digit repeated in two batches differs.
+    twice = Batches(
+        np.repeat(images[:1], 128, axis=0),
+        np.repeat(labels[:1], 128),
+        config,
+        shuffle=False,
+        distort=True,
+    ).epoch(0)[0]
+    assert np.abs(twice[0] - twice[64]).mean() > 0.01
+
+
+def test_shuffled_batches_visit_every_sample_once_in_a_new_order_each_epoch(mnist) -> None:
+    images, labels = mnist.x_test[:300], mnist.y_test[:300]
+    config = TrainConfig(batch_size=64, seed=5)
+    batches = Batches(images, labels, config, shuffle=True)
+
+    first, second = batches.order(0).numpy(), batches.order(1).numpy()
+    again = Batches(images, labels, config, shuffle=True).order(0).numpy()
+    other_seed = Batches(images, labels, config.replace(seed=6), shuffle=True).order(0).numpy()
+
+    assert batches.count == 5  # 4 full batches and one of 44
+    assert sorted(first) == sorted(second) == list(range(300))
+    assert list(first) != list(range(300)) and list(first) != list(second)
+    np.testing.assert_array_equal(first, again)
+    assert list(first) != list(other_seed)
+    x, y = batches.epoch(0)
+    np.testing.assert_array_equal(x, images[first] / np.float32(255))  # pixels with labels
+    np.testing.assert_array_equal(y, labels[first])
 
 
 def test_training_with_elastic_distortion_is_reproducible_and_saves_plain_keras(
