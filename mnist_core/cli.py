@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "--preset",
         choices=sorted(PRESETS),
         default="mlp",
-        help="the settings to start from (default mlp, the original recipe); "
+        help="the settings to start from (default mlp: the original recipe, its learning "
+        "rate annealed; add --no-lr-decay for the original exactly); "
         "the options below change single settings",
     )
     for config_field in dataclasses.fields(TrainConfig):

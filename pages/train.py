@@ -60,7 +60,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         key="train_preset",
         on_change=apply_preset,
         args=(limits,),
-        format_func=lambda name: {"mlp": "mlp: the original recipe", "cnn": "cnn: convnet"}[name],
+        format_func=lambda name: {"mlp": "mlp: the original recipe, annealed", "cnn": "cnn: convnet"}[name],
         help="Fills in every setting below; change any of them afterwards.",
     )
     if "train_architecture" not in st.session_state:

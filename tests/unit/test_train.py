@@ -1,5 +1,5 @@
 """Tests for mnist_core.train: history, progress events, stop requests, early stopping, best
-weights, determinism, the background job, and the original recipe on real MNIST."""
+weights, determinism, the background job, and the mlp preset on real MNIST."""
 
 from __future__ import annotations
 
@@ -297,16 +297,15 @@ def test_training_job_failure_is_kept(
 
 
 @pytest.mark.slow
-def test_original_recipe_reaches_97_percent_on_real_mnist(mnist) -> None:
-    # The exact original recipe (preset "mlp") measures 96.35-96.62 % test accuracy after 2
-    # epochs over seeds 0, 1 and 42, so 2 epochs cannot pass a 97 % check. After 3 epochs it
-    # measures 96.84-97.16 % (the preset's seed 42 gives 96.84 %), after 4 epochs 97.20-97.59 %:
-    # 4 epochs is the shortest run that clears 97 % for every one of those seeds.
-    config = TrainConfig.preset("mlp", epochs=4)
+def test_mlp_preset_reaches_97_percent_on_real_mnist(mnist) -> None:
+    # The preset's learning rate anneals over the epochs asked for: over 3 epochs it measures
+    # 96.42-96.49 % test accuracy for seeds 0, 1 and 42, over 4 epochs 96.81-97.02 %, over 5
+    # epochs 97.23-97.30 %: 5 epochs is the shortest run that clears 97 % for all three.
+    config = TrainConfig.preset("mlp", epochs=5)
 
     result = train(config, mnist)
 
-    assert result.epochs_run == 4
+    assert result.epochs_run == 5
     assert result.evaluation.probabilities.shape == (10_000, 10)
     assert result.test_accuracy >= 0.97
 
