@@ -35,6 +35,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "epochs": (1, 200),
     "patience": (0, 50),
     "validation_split": (0.0, 0.5),
+    "shift": (0.0, 0.3),  # fraction of the image's width and height
     "seed": (0, 2**31 - 1),
 }
 RUN_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9]+-[0-9a-f]{6}$")  # how runs are named
@@ -80,7 +81,14 @@ class TrainConfig:
         0.1, "last fraction of the training set held out for validation"
     )
     seed: int = _setting(42, "seed of the weights, shuffling, dropout and augmentation")
-    augment: bool = _setting(False, "random shifts, rotations and zoom of training images")
+    augment: bool = _setting(
+        False, "random shifts (by 0.1 unless shift is set), rotations and zoom of training images"
+    )
+    shift: float = _setting(
+        0.0,
+        "random shifts of training images, by up to this fraction of their size "
+        "(0.08: 2 pixels); 0 = none",
+    )
     elastic: bool = _setting(
         False, "elastic distortion of training images: strokes bend and wobble"
     )
@@ -95,6 +103,7 @@ class TrainConfig:
         _check_float("dropout_rate", self.dropout_rate, closed_low=True)
         _check_float("learning_rate", self.learning_rate, closed_low=True)
         _check_float("validation_split", self.validation_split, closed_low=True)
+        _check_float("shift", self.shift, closed_low=True)
         for name in ("batch_size", "epochs", "patience", "seed"):
             _check_int(name, getattr(self, name))
         if not isinstance(self.start_from, str) or not (

@@ -13,6 +13,7 @@ from mnist_core.config import TrainConfig
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
+AUGMENT_SHIFT = 0.1  # how far `augment` shifts images when `shift` is not set
 # Steps run inside one compiled call. Larger values cut Python overhead per batch (the MLP's
 # steps take about a millisecond), smaller ones keep progress and stop requests responsive.
 STEPS_PER_EXECUTION = {"mlp": 64, "cnn": 4}
@@ -26,11 +27,13 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
     """
     inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")  # (batch, 28, 28) float32 in [0, 1]
     x = inputs
-    if config.augment or config.architecture == "cnn":
+    shift = config.shift or (AUGMENT_SHIFT if config.augment else 0.0)
+    if shift or config.augment or config.architecture == "cnn":
         x = layers.Reshape((*IMAGE_SHAPE, 1))(x)  # (batch, 28, 28, 1) for image layers
+    # Only active while training: small shifts, tilts and size changes, like handwriting.
+    if shift:
+        x = layers.RandomTranslation(shift, shift, fill_mode="constant", name="shift")(x)
     if config.augment:
-        # Only active while training: small shifts, tilts and size changes, like handwriting.
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", name="shift")(x)
         x = layers.RandomRotation(0.04, fill_mode="constant", name="rotate")(x)
         x = layers.RandomZoom(0.1, fill_mode="constant", name="zoom")(x)
     if config.architecture == "cnn":

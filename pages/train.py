@@ -44,6 +44,7 @@ def apply_settings(preset: TrainConfig) -> None:
             "train_validation_split": preset.validation_split,
             "train_seed": preset.seed,
             "train_augment": preset.augment,
+            "train_shift": preset.shift,
             "train_elastic": preset.elastic,
             "train_drawings": preset.drawings,
             "train_start_from": preset.start_from,
@@ -60,7 +61,10 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         key="train_preset",
         on_change=apply_preset,
         args=(limits,),
-        format_func=lambda name: {"mlp": "mlp: the original recipe, annealed", "cnn": "cnn: convnet"}[name],
+        format_func=lambda name: {
+            "mlp": "mlp: the original recipe, annealed",
+            "cnn": "cnn: convnet",
+        }[name],
         help="Fills in every setting below; change any of them afterwards.",
     )
     if "train_architecture" not in st.session_state:
@@ -106,6 +110,14 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         help=describe("batch_size"),
     )
     middle.toggle("Augment (shift, rotate, zoom)", key="train_augment", help=describe("augment"))
+    middle.slider(
+        "Random shift",
+        0.0,
+        LIMITS["shift"][1],
+        step=0.01,
+        key="train_shift",
+        help=describe("shift"),
+    )
     middle.toggle(
         "Elastic distortion",
         key="train_elastic",
@@ -158,6 +170,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
             validation_split=round(float(st.session_state["train_validation_split"]), 4),
             seed=int(st.session_state["train_seed"]),
             augment=st.session_state["train_augment"],
+            shift=round(float(st.session_state["train_shift"]), 4),
             elastic=st.session_state["train_elastic"],
             drawings=st.session_state["train_drawings"],
             start_from=st.session_state["train_start_from"],

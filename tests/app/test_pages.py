@@ -706,6 +706,7 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
         "validation_split": 0.15,
         "seed": 1234,
         "augment": True,
+        "shift": 0.05,
         "elastic": True,
     }
     (run / "config.json").write_text(json.dumps(settings))
@@ -736,6 +737,7 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
         "validation_split": at.slider(key="train_validation_split").value,
         "seed": at.number_input(key="train_seed").value,
         "augment": at.toggle(key="train_augment").value,
+        "shift": at.slider(key="train_shift").value,
         "elastic": at.toggle(key="train_elastic").value,
     } == {
         **settings,

@@ -42,6 +42,7 @@ def test_mlp_preset_is_the_original_recipe_with_its_learning_rate_annealed() -> 
         "validation_split": 0.1,
         "seed": 42,
         "augment": False,
+        "shift": 0.0,
         "elastic": False,
         "drawings": False,
         "start_from": "",
@@ -144,6 +145,9 @@ NAN = math.nan
         ("lr_decay", "yes", "must be true or false, got 'yes'"),
         ("augment", None, "must be true or false, got None"),
         ("elastic", "on", "must be true or false, got 'on'"),
+        ("shift", 0.5, "must be from 0 to 0.3, got 0.5"),
+        ("shift", -0.01, "must be from 0 to 0.3, got -0.01"),
+        ("shift", "2px", "must be a number from 0 to 0.3, got '2px'"),
     ],
 )
 def test_invalid_value_raises_config_error_naming_the_field(

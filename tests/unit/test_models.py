@@ -102,6 +102,18 @@ def test_optimizer_and_learning_rate_follow_the_config(optimizer: str, kind: typ
     assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
 
 
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_shift_alone_adds_only_a_translation_of_its_range(architecture: str) -> None:
+    model = build_model(TrainConfig(architecture=architecture, shift=0.08))
+    augmenting = [layer for layer in model.layers if layer.name in ("shift", "rotate", "zoom")]
+    assert [layer.name for layer in augmenting] == ["shift"]
+    assert (augmenting[0].height_factor, augmenting[0].width_factor) == (0.08, 0.08)
+    # With augment on, shift sets the range of its translation; unset, augment's own 0.1.
+    both = build_model(TrainConfig(augment=True, shift=0.05)).get_layer("shift")
+    assert both.height_factor == 0.05
+    assert build_model(TrainConfig(augment=True)).get_layer("shift").height_factor == 0.1
+
+
 def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:
     config = TrainConfig(augment=True, dropout_rate=0.0, hidden_units=(16,))
     model = build_model(config)
