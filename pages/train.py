@@ -4,7 +4,16 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from mnist_core.config import LIMITS, PRESETS, DemoLimits, TrainConfig, describe, parse_sizes
+from mnist_core.config import (
+    ARCHITECTURES,
+    CONVNETS,
+    LIMITS,
+    PRESETS,
+    DemoLimits,
+    TrainConfig,
+    describe,
+    parse_sizes,
+)
 from mnist_core.errors import ConfigError
 from mnist_core.figures import history_figure
 from pages import app_state, drawings_view, share_view
@@ -64,6 +73,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         format_func=lambda name: {
             "mlp": "mlp: the original recipe, annealed",
             "cnn": "cnn: convnet",
+            "deep": "deep: most accurate, slowest",
         }[name],
         help="Fills in every setting below; change any of them afterwards.",
     )
@@ -71,7 +81,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         apply_preset(limits)
     left, middle, right = st.columns(3)
     architecture = left.radio(
-        "Architecture", ["mlp", "cnn"], key="train_architecture", help=describe("architecture")
+        "Architecture", ARCHITECTURES, key="train_architecture", help=describe("architecture")
     )
     left.text_input(
         "Dense layers (units)",
@@ -81,8 +91,8 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
     left.text_input(
         "Convolution filters",
         key="train_conv_filters",
-        disabled=architecture != "cnn",
-        help="Filters of each convolution block (CNN only), comma-separated.",
+        disabled=architecture not in CONVNETS,
+        help="Filters of each convolution block (cnn and deep only), comma-separated.",
     )
     left.slider(
         "Dropout rate",

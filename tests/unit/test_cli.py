@@ -124,7 +124,10 @@ def test_train_prints_a_json_summary_and_writes_a_report_and_h5(
         (["--epochs", "100000"], "epochs: must be from 1 to 200, got 100000"),
         (["--learning-rate", "nan"], "learning_rate: must be from 1e-06 to 1, got nan"),
         (["--patience", "-1"], "patience: must be from 0 to 50, got -1"),
-        (["--architecture", "rnn"], "architecture: must be one of ['mlp', 'cnn'], got 'rnn'"),
+        (
+            ["--architecture", "rnn"],
+            "architecture: must be one of ['mlp', 'cnn', 'deep'], got 'rnn'",
+        ),
         (["--dropout-rate", "2"], "dropout_rate: must be from 0 to 0.9, got 2.0"),
         (["--batch-size", "1000000"], "batch_size: must be from 1 to 4096, got 1000000"),
         (["--hidden-units", "10000000"], "hidden_units: must be from 1 to 2048, got 10000000"),

@@ -59,11 +59,38 @@ def test_cnn_preset_fields() -> None:
     assert config.hidden_units == (128,)
     assert config.dropout_rate == 0.4
     assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 1e-3, True)
-    assert (config.batch_size, config.epochs, config.patience) == (128, 12, 0)
+    assert (config.batch_size, config.epochs, config.patience) == (128, 20, 0)
+    assert (config.augment, config.shift, config.elastic) == (False, 0.08, False)
     assert config.validation_split == 0.1
     assert config.restore_best is False  # the cosine schedule's last epoch
     assert config.augment is False
-    assert sorted(PRESETS) == ["cnn", "mlp"]
+    assert sorted(PRESETS) == ["cnn", "deep", "mlp"]
+
+
+def test_deep_preset_fields() -> None:
+    config = TrainConfig.preset("deep")
+
+    assert (config.architecture, config.conv_filters, config.hidden_units) == (
+        "deep",
+        (32, 64),
+        (128,),
+    )
+    assert (config.epochs, config.lr_decay, config.restore_best, config.patience) == (
+        30,
+        True,
+        False,
+        0,
+    )
+    assert (config.augment, config.shift, config.elastic) == (True, 0.0, False)
+
+
+def test_a_deep_network_has_room_for_two_blocks() -> None:
+    assert TrainConfig(architecture="deep", conv_filters=(16, 32)).conv_filters == (16, 32)
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(architecture="deep", conv_filters=(16, 32, 64))
+    assert info.value.field == "conv_filters"
+    assert "at most 2 blocks" in str(info.value)
+    assert TrainConfig(architecture="cnn", conv_filters=(16, 32, 64)).conv_filters[2] == 64
 
 
 def test_preset_overrides_are_applied_and_validated() -> None:
@@ -80,7 +107,9 @@ def test_unknown_preset_is_rejected_with_the_choices() -> None:
         TrainConfig.preset("resnet")
 
     assert info.value.field == "preset"
-    assert str(info.value) == "preset: unknown preset 'resnet'; choose one of ['mlp', 'cnn']"
+    assert (
+        str(info.value) == "preset: unknown preset 'resnet'; choose one of ['mlp', 'cnn', 'deep']"
+    )
 
 
 NAN = math.nan
@@ -89,8 +118,8 @@ NAN = math.nan
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("architecture", "rnn", "must be one of ['mlp', 'cnn'], got 'rnn'"),
-        ("architecture", None, "must be one of ['mlp', 'cnn'], got None"),
+        ("architecture", "rnn", "must be one of ['mlp', 'cnn', 'deep'], got 'rnn'"),
+        ("architecture", None, "must be one of ['mlp', 'cnn', 'deep'], got None"),
         ("optimizer", "adagrad", "must be one of ['adam', 'sgd', 'rmsprop'], got 'adagrad'"),
         ("optimizer", 3, "must be one of ['adam', 'sgd', 'rmsprop'], got 3"),
         ("hidden_units", [256, 128], "must be a list of whole numbers, got [256, 128]"),

@@ -51,7 +51,7 @@ def test_mlp_is_compiled_like_the_original() -> None:
     assert model.loss == "sparse_categorical_crossentropy"
 
 
-@pytest.mark.parametrize("preset", ["mlp", "cnn"])
+@pytest.mark.parametrize("preset", ["mlp", "cnn", "deep"])
 def test_output_is_probabilities(preset: str) -> None:
     model = build_model(TrainConfig.preset(preset))
 
@@ -114,6 +114,28 @@ def test_shift_alone_adds_only_a_translation_of_its_range(architecture: str) -> 
     assert build_model(TrainConfig(augment=True)).get_layer("shift").height_factor == 0.1
 
 
+def test_deep_blocks_are_three_batch_normalised_convolutions() -> None:
+    model = build_model(TrainConfig.preset("deep", augment=False))
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size, c.strides, c.padding) for c in convs] == [
+        (32, (3, 3), (1, 1), "valid"),
+        (32, (3, 3), (1, 1), "valid"),
+        (32, (5, 5), (2, 2), "same"),
+        (64, (3, 3), (1, 1), "valid"),
+        (64, (3, 3), (1, 1), "valid"),
+        (64, (5, 5), (2, 2), "same"),
+    ]
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 7  # after every convolution and the hidden dense layer
+    assert model.get_layer("flatten").output.shape == (None, 4 * 4 * 64)
+    assert model.get_layer("dense1").units == 128
+    # Batch normalisation uses its running statistics at inference: outputs are repeatable.
+    x = images(4)
+    first = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_array_equal(first, keras.ops.convert_to_numpy(model(x, training=False)))
+
+
 def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:
     config = TrainConfig(augment=True, dropout_rate=0.0, hidden_units=(16,))
     model = build_model(config)
@@ -131,3 +153,24 @@ def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:
     # Without dropout only the random layers can change the output while training.
     trained_view = keras.ops.convert_to_numpy(model(x, training=True))
     assert np.abs(trained_view - first).max() > 1e-4
+
+
+def test_a_deep_network_trains_saves_and_reloads_safely(digits, small_config, tmp_path) -> None:
+    from mnist_core.predict import predict_proba
+    from mnist_core.runs import RunStore
+    from mnist_core.train import train
+
+    # Batch normalisation's running statistics need a few hundred steps to settle.
+    config = small_config.replace(
+        architecture="deep", conv_filters=(4, 8), hidden_units=(16,), epochs=20
+    )
+    result = train(config, digits)
+    store = RunStore(tmp_path)
+    run_id = store.save(result)
+    loaded = store.load_model(run_id)  # Keras safe mode: only Keras' own layers
+
+    assert result.test_accuracy > 0.5  # ten patterns, chance is 0.1
+    assert loaded.get_layer("norm2_3").moving_variance.shape == (8,)
+    np.testing.assert_allclose(
+        predict_proba(loaded, digits.x_test), result.evaluation.probabilities, atol=1e-5
+    )
