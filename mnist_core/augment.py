@@ -5,9 +5,9 @@ direction, smoothed by a Gaussian of width `sigma` and scaled by `alpha` pixels,
 bend and wobble like another person's hand. Pixels are resampled bilinearly; whatever moves in
 from outside the image is black.
 
-It runs in the `tf.data` input pipeline, not in the model, so saved models hold only Keras'
-own layers. (Keras' `RandomElasticTransform` ties the smoothing to the strength: on 28×28
-images it moves pixels by well under one pixel at any setting.)
+It runs where the training loop prepares its batches (`train.Batches`), not in the model, so
+saved models hold only Keras' own layers. (Keras' `RandomElasticTransform` ties the smoothing to
+the strength: on 28×28 images it moves pixels by well under one pixel at any setting.)
 """
 
 from __future__ import annotations
