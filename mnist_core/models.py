@@ -28,7 +28,7 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
     inputs = keras.Input(shape=IMAGE_SHAPE, name="pixels")  # (batch, 28, 28) float32 in [0, 1]
     x = inputs
     shift = config.shift or (AUGMENT_SHIFT if config.augment else 0.0)
-    if shift or config.augment or config.architecture in CONVNETS:
+    if shift or config.architecture in CONVNETS:  # augment always shifts
         x = layers.Reshape((*IMAGE_SHAPE, 1))(x)  # (batch, 28, 28, 1) for image layers
     # Only active while training: small shifts, tilts and size changes, like handwriting.
     if shift:
@@ -65,8 +65,8 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
     x = layers.Flatten(name="flatten")(x)
     if config.architecture == "cnn":
         x = layers.Dropout(config.dropout_rate, name="dropout_features")(x)
+    deep = config.architecture == "deep"
     for index, units in enumerate(config.hidden_units, start=1):
-        deep = config.architecture == "deep"
         x = layers.Dense(units, activation="relu", use_bias=not deep, name=f"dense{index}")(x)
         if deep:
             x = layers.BatchNormalization(name=f"norm_dense{index}")(x)
