@@ -25,6 +25,8 @@ from mnist_core.runs import PRETRAINED_DIR, RunStore  # noqa: E402
 
 def options(config) -> str:
     chosen = [name for name in ("augment", "elastic", "drawings") if getattr(config, name)]
+    if config.shift:
+        chosen.append(f"shift {config.shift:g}")
     return ", ".join(chosen) or "none"
 
 
