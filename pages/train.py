@@ -1,6 +1,6 @@
 """Train: pick a preset, adjust any setting, train with live progress, stop at will."""
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -61,6 +61,12 @@ def apply_settings(preset: TrainConfig) -> None:
     )
 
 
+def fraction_slider(column: Any, label: str, name: str, step: float) -> None:
+    """A slider from 0 to the `LIMITS` maximum of the `TrainConfig` field `name`, bound to the
+    widget key `train_<name>` and described by the field's help."""
+    column.slider(label, 0.0, LIMITS[name][1], step=step, key=f"train_{name}", help=describe(name))
+
+
 def settings_form(limits: DemoLimits) -> TrainConfig | None:
     """The settings widgets; the config they describe, or None after showing why it is invalid
     (or above this server's caps)."""
@@ -94,14 +100,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         disabled=architecture not in CONVNETS,
         help="Filters of each convolution block (cnn and deep only), comma-separated.",
     )
-    left.slider(
-        "Dropout rate",
-        0.0,
-        LIMITS["dropout_rate"][1],
-        step=0.05,
-        key="train_dropout_rate",
-        help=describe("dropout_rate"),
-    )
+    fraction_slider(left, "Dropout rate", "dropout_rate", step=0.05)
     middle.selectbox(
         "Optimizer", ["adam", "sgd", "rmsprop"], key="train_optimizer", help=describe("optimizer")
     )
@@ -120,14 +119,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         help=describe("batch_size"),
     )
     middle.toggle("Augment (shift, rotate, zoom)", key="train_augment", help=describe("augment"))
-    middle.slider(
-        "Random shift",
-        0.0,
-        LIMITS["shift"][1],
-        step=0.01,
-        key="train_shift",
-        help=describe("shift"),
-    )
+    fraction_slider(middle, "Random shift", "shift", step=0.01)
     middle.toggle(
         "Elastic distortion",
         key="train_elastic",
@@ -145,14 +137,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         key="train_patience",
         help="Epochs without a better validation loss before stopping; 0 = off.",
     )
-    right.slider(
-        "Validation split",
-        0.0,
-        LIMITS["validation_split"][1],
-        step=0.05,
-        key="train_validation_split",
-        help=describe("validation_split"),
-    )
+    fraction_slider(right, "Validation split", "validation_split", step=0.05)
     right.number_input(
         "Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed", help=describe("seed")
     )
