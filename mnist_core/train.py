@@ -237,17 +237,6 @@ class Batches:
             images = elastic_distort(images, seed)
         return images, tf.gather(self.labels, index)
 
-    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """All batches of `epoch`, joined: (N, 28, 28) float32 and (N,) uint8 (for tests)."""
-        order = self.order(epoch)
-        parts = [
-            self.batch(order, tf.constant(epoch), tf.constant(step)) for step in range(self.count)
-        ]
-        return (
-            np.concatenate([images.numpy() for images, _ in parts]),
-            np.concatenate([labels.numpy() for _, labels in parts]),
-        )
-
 
 def _steps_function(batches: Batches, step: Callable[[Any], Any]) -> Callable[..., Any]:
     """A compiled function running `step` (a model's `train_step` or `test_step`) on batches
