@@ -52,7 +52,7 @@ class TrainResult:
     best_epoch: int  # 1-based epoch whose weights the model holds
     stopped: bool  # stopped by the user
     stopped_early: bool  # stopped by early stopping
-    train_seconds: float  # wall time of model.fit
+    train_seconds: float  # wall time of the training loop (`_fit`)
     data_source: str = ""  # where the data came from (`MnistData.source`)
     data_fingerprint: str = ""  # what the data was (`MnistData.fingerprint`)
     replay_indices: np.ndarray | None = None  # (P,) test indices of the replay panel
