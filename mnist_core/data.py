@@ -50,6 +50,7 @@ _IDX_LABELS_MAGIC = 2049  # 0x0801: unsigned bytes, 1 dimension
 
 # The same file and checksum that keras.datasets.mnist.load_data() uses, so both share a cache.
 _DOWNLOAD_HOST = "storage.googleapis.com"
+_DOWNLOAD_PORT = 443
 _DOWNLOAD_URL = f"https://{_DOWNLOAD_HOST}/tensorflow/tf-keras-datasets/mnist.npz"
 _DOWNLOAD_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
 # urllib (inside Keras) has no timeout and DNS lookups ignore socket timeouts, so reachability
@@ -137,7 +138,7 @@ def describe_source(path: str | os.PathLike[str] | None = None) -> str:
     env_path = os.environ.get("MNIST_PATH")
     if env_path:
         return f"MNIST_PATH ({Path(env_path).expanduser()})"
-    cache_file = _keras_cache_file()
+    cache_file = keras_cache_file()
     if cache_file.is_file():
         return _keras_source(cache_file)
     return "not found yet: downloaded on first use (or set MNIST_PATH)"
@@ -306,7 +307,8 @@ def _read_idx(file: Path, is_images: bool) -> np.ndarray:
     return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(shape)
 
 
-def _keras_cache_file() -> Path:
+def keras_cache_file() -> Path:
+    """Where Keras keeps (or would download) `mnist.npz`; the file may not exist yet."""
     # Mirrors keras.utils.get_file: $KERAS_HOME or ~/.keras, /tmp/.keras if not writable.
     base = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
     if not os.access(base, os.W_OK):
@@ -315,10 +317,10 @@ def _keras_cache_file() -> Path:
 
 
 def _load_keras_cache() -> MnistData:
-    cache_file = _keras_cache_file()
+    cache_file = keras_cache_file()
     if cache_file.is_file():
         return _load_path(cache_file, "the Keras download cache", _keras_source(cache_file))
-    if not _can_reach(_DOWNLOAD_HOST, 443, _PROBE_TIMEOUT_S):
+    if not _can_reach(_DOWNLOAD_HOST, _DOWNLOAD_PORT, _PROBE_TIMEOUT_S):
         raise _error(
             f"MNIST is not available: no path was given, MNIST_PATH is not set, there is no "
             f"Keras download cache at {cache_file}, and {_DOWNLOAD_HOST} cannot be reached "

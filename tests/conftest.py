@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests import needs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
@@ -30,11 +32,9 @@ def keras_seed() -> None:
 
 @pytest.fixture(scope="session")
 def mnist_path() -> Path:
-    """Path of the real MNIST file from $MNIST_PATH; skips the test when it is absent."""
-    value = os.environ.get("MNIST_PATH")
-    if not value or not Path(value).exists():
-        pytest.skip("real MNIST not available: set MNIST_PATH to mnist.npz to run this test")
-    return Path(value)
+    """Path of the real MNIST file from $MNIST_PATH; skips the test when it is absent (and
+    fails it under CI)."""
+    return needs.require_mnist()
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +108,26 @@ def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "runs"
     monkeypatch.setenv("MNIST_RUNS_DIR", str(folder))
     return folder
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many tests of each folder (unit, app, e2e) passed, failed and were skipped, so a
+    reader of CI's log sees at once that nothing was left out. A test counts once, by its
+    worst phase (an error in set-up or tear-down is a failure)."""
+    worst: dict[str, str] = {}
+    for outcome in ("passed", "skipped", "failed", "error"):  # later ones win
+        for report in terminalreporter.stats.get(outcome, []):
+            if nodeid := getattr(report, "nodeid", ""):
+                worst[nodeid] = "failed" if outcome == "error" else outcome
+    counts: dict[str, dict[str, int]] = {}
+    for nodeid, outcome in worst.items():
+        parts = nodeid.split("/")
+        folder = parts[1] if len(parts) > 2 and parts[0] == "tests" else "other"
+        counts.setdefault(folder, dict.fromkeys(("passed", "failed", "skipped"), 0))[outcome] += 1
+    if counts:
+        terminalreporter.section("tests per folder")
+    for folder, tally in sorted(counts.items()):
+        terminalreporter.line(
+            f"{folder}: {tally['passed']} passed, {tally['failed']} failed, "
+            f"{tally['skipped']} skipped"
+        )

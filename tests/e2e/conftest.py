@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Error, Page, expect, sync_playwright
 
-from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ROOT, mnist_path, running_app, train_run
+from tests import needs
+from tests.e2e.server import CHROMIUM_ARGS, ROOT, running_app, train_run
 
 ARTIFACTS = ROOT / "test-artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -45,10 +46,8 @@ def _artifact_name(item: pytest.Item) -> str:
 
 
 def _skip_unless_runnable() -> None:
-    if mnist_path() is None:
-        pytest.skip("real MNIST not available: set MNIST_PATH to mnist.npz for the browser suite")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium package")
+    needs.require_mnist()
+    needs.require_chromium()
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +94,7 @@ def browser() -> Iterator[Browser]:
     """One headless Debian Chromium for the session."""
     _skip_unless_runnable()
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=needs.CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 

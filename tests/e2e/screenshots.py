@@ -18,7 +18,8 @@ from pathlib import Path
 from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.e2e import ui
-from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, ROOT, mnist_path, running_app, train_run
+from tests.e2e.server import CHROMIUM_ARGS, ROOT, running_app, train_run
+from tests.needs import CHROMIUM, mnist_path
 
 WIDTH = 1400
 

@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"  # Debian's Chromium: Playwright's own browsers are never fetched
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -32,12 +31,6 @@ CHROMIUM_ARGS = [
 
 class AppStartError(RuntimeError):
     """The app did not answer its health check; the message ends with its log."""
-
-
-def mnist_path() -> Path | None:
-    """`$MNIST_PATH` when it names an existing file or folder, else None."""
-    value = os.environ.get("MNIST_PATH")
-    return Path(value) if value and Path(value).exists() else None
 
 
 def drawings_dir(runs_dir: Path) -> Path:

@@ -17,7 +17,8 @@ from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e import ui
-from tests.e2e.server import drawings_dir, mnist_path
+from tests.e2e.server import drawings_dir
+from tests.needs import mnist_path
 
 pytestmark = pytest.mark.e2e
 

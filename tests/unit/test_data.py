@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import os
 import re
 import socket
 import subprocess
@@ -421,14 +420,22 @@ def test_keras_cache_is_read_without_network(offline: Path) -> None:
     assert loaded.source == f"Keras download cache ({cache_file.resolve()})"
 
 
-def test_offline_without_cache_fails_fast(offline: Path) -> None:
-    start = time.perf_counter()
-    with pytest.raises(DataError, match=r"storage\.googleapis\.com cannot be reached") as caught:
-        load_mnist()
-    elapsed = time.perf_counter() - start
+def test_offline_without_cache_fails_fast(
+    no_local_mnist: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that refuses the connection, as an offline machine's network does: the probe
+    really connects (nothing is mocked), to a loopback port where nobody listens."""
+    with socket.socket() as closed:  # bound, never listening: connecting is refused at once
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(data, "_DOWNLOAD_HOST", "127.0.0.1")
+        monkeypatch.setattr(data, "_DOWNLOAD_PORT", closed.getsockname()[1])
+        start = time.perf_counter()
+        with pytest.raises(DataError, match=r"127\.0\.0\.1 cannot be reached") as caught:
+            load_mnist()
+        elapsed = time.perf_counter() - start
 
-    assert elapsed < 1.0
-    assert str(offline / "datasets" / "mnist.npz") in str(caught.value)
+    assert elapsed < 1.0  # refused, not timed out: the probe waits up to _PROBE_TIMEOUT_S (5 s)
+    assert str(no_local_mnist / "datasets" / "mnist.npz") in str(caught.value)
     assert HOW_TO_FIX in str(caught.value)
 
 
@@ -526,16 +533,8 @@ def test_to_float_refuses_already_scaled_input() -> None:
 # --- real MNIST ---
 
 
-@pytest.fixture
-def real_mnist_path() -> str:
-    path = os.environ.get("MNIST_PATH")
-    if not path or not Path(path).exists():
-        pytest.skip("real MNIST not available: set MNIST_PATH to the full mnist.npz to run this")
-    return path
-
-
-def test_real_mnist(real_mnist_path: str) -> None:
-    mnist = load_mnist(real_mnist_path)
+def test_real_mnist(mnist_path: Path) -> None:
+    mnist = load_mnist(mnist_path)
 
     assert mnist.x_train.shape == (60000, 28, 28)
     assert mnist.y_train.shape == (60000,)
@@ -545,4 +544,4 @@ def test_real_mnist(real_mnist_path: str) -> None:
     assert mnist.y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert mnist.x_train.mean() / 255 == pytest.approx(0.1307, abs=1e-4)
-    assert load_mnist(real_mnist_path) is mnist
+    assert load_mnist(mnist_path) is mnist
