@@ -13,8 +13,14 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 _COLOURS = px.colors.qualitative.Plotly
-WRONG_COLOUR = "#d62728"
+WRONG_COLOUR = "#d62728"  # plotly figures
 RIGHT_COLOUR = "#2ca02c"
+# The HTML pieces sit on Streamlit's light or dark theme: CSS light-dark() picks a colour by the
+# page's color-scheme (light where none is set, as in the CLI's report). Each text colour keeps
+# WCAG AA's 4.5:1 against its theme's background (white, and #0e1117 to #171614).
+WRONG_CSS = "light-dark(#b91c1c, #f87171)"  # red: 6.5:1 on white, 6.8:1 on #0e1117
+RIGHT_CSS = "light-dark(#15803d, #4ade80)"  # green: 5.0:1 on white, 10.8:1 on #0e1117
+FRAME_CSS = "light-dark(#d4d4d4, #4b4b4b)"  # a right tile's frame, quiet in both themes
 
 
 def history_figure(
@@ -163,7 +169,7 @@ def probabilities_html(probabilities: np.ndarray) -> str:
     best = int(np.argmax(values)) if values.any() else None
     columns = []
     for digit, value in enumerate(values):
-        colour = RIGHT_COLOUR if digit == best else "#9ecae1"
+        colour = RIGHT_CSS if digit == best else "#9ecae1"
         text = "" if best is None else "&lt;1%" if 0 < value < 0.005 else f"{value:.0%}"
         weight = "700" if digit == best else "400"
         columns.append(
@@ -187,7 +193,7 @@ def probabilities_html(probabilities: np.ndarray) -> str:
         + "".join(columns)
         + '</div><div style="display:flex;gap:4px;margin-top:2px">'
         + digits
-        + '</div><div style="text-align:center;font-size:0.75rem;color:#666">digit</div></div>'
+        + '</div><div style="text-align:center;font-size:0.75rem;opacity:0.8">digit</div></div>'
     )
 
 
@@ -236,11 +242,11 @@ def gallery_html(
     tiles = []
     for index in indices:
         wrong = labels[index] != predicted[index]
-        colour = WRONG_COLOUR if wrong else RIGHT_COLOUR
+        colour = WRONG_CSS if wrong else RIGHT_CSS
         source = "data:image/png;base64," + base64.b64encode(digit_png(images[index])).decode()
         tiles.append(
             f'<figure class="digit{" wrong" if wrong else ""}" title="test #{index}" '
-            f'style="margin:0;text-align:center;border:2px solid {colour if wrong else "#ddd"};'
+            f'style="margin:0;text-align:center;border:2px solid {colour if wrong else FRAME_CSS};'
             f'border-radius:6px;padding:4px">'
             f'<img src="{source}" width="64" height="64" alt="test digit {index}" '
             f'style="image-rendering:pixelated;display:block;margin:auto"/>'

@@ -84,7 +84,7 @@ def manage() -> None:
     drawings = drawing_set()
     saved = drawings.list()
     if message := st.session_state.pop(ADDED, None):
-        st.toast(message, icon=":material/check_circle:")
+        st.success(message, icon=":material/check_circle:")  # not a toast: see pages/train.py
     if error := st.session_state.pop(ERROR, None):
         st.error(error)
     with st.expander(f"My drawings ({len(saved)})", icon=":material/collections:"):
@@ -98,7 +98,7 @@ def manage() -> None:
         st.caption(
             "Per digit: "
             + ", ".join(f"{digit}: {counts.get(digit, 0)}" for digit in range(10))
-            + f" · stored in `{drawings.root}`"
+            + f" · stored in {drawings.root}"
         )
         st.html(thumbnails(saved))
         left, right = st.columns([3, 1])
@@ -172,7 +172,7 @@ def accuracy(run) -> float | None:
 def scores_table(runs: list) -> None:
     """Every run scored on MNIST's test set and on your drawings, side by side."""
     count = len(drawing_set())
-    st.subheader("MNIST test set vs your drawings")
+    st.header("MNIST test set vs your drawings")
     if count == 0:
         st.caption(
             "Add drawings on the Sketch page to see how each model reads your own handwriting."
@@ -199,8 +199,9 @@ def active_accuracy_line(run) -> None:
     except (MnistCoreError, OSError):
         return
     if mine is not None:
+        count = len(drawing_set())
         st.caption(
-            f"This model reads {mine:.0%} of your {len(drawing_set())} drawings right "
+            f"This model reads {mine:.0%} of your {count} drawing{'s' if count != 1 else ''} right "
             f"({run.test_accuracy:.2%} of MNIST's test set)."
         )
 

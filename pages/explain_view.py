@@ -37,10 +37,10 @@ def preprocessing_steps(image: np.ndarray, steps: PreprocessSteps, source: str) 
         stages += [("scaled into 20×20", steps.scaled), ("centred by mass in 28×28", steps.centred)]
         cells = st.columns(len(stages) + 1)
         raw = "as drawn" if source == "canvas" else "as uploaded"
-        cells[0].image(picture_png(image, max_side=140), caption=raw)
+        cells[0].image(picture_png(image, max_side=140), caption=raw, alt=f"The digit {raw}")
         for cell, (caption, stage) in zip(cells[1:], stages, strict=True):
             scale = max(1, 140 // max(stage.shape))
-            cell.image(digit_png(stage, scale=scale), caption=caption)
+            cell.image(digit_png(stage, scale=scale), caption=caption, alt=f"The digit, {caption}")
 
 
 def sketch_section(model, image: np.ndarray, predicted: int, source: str) -> None:
@@ -138,6 +138,8 @@ def what_the_model_sees(model, image: np.ndarray, predicted: int, key: str) -> N
         st.image(
             tiles_png(layer.images, signed=True, width=480),
             caption=f"First layer, {layer.title}{shown}",
+            alt="A grid of tiles, one per unit: the input weights of each, red positive, blue "
+            "negative",
         )
         st.caption(
             "Each tile is the pattern one unit of the first layer looks for, in the 28×28 "
@@ -147,11 +149,14 @@ def what_the_model_sees(model, image: np.ndarray, predicted: int, key: str) -> N
         return
     filters_column, maps_column = st.columns(2)
     filters_column.image(
-        tiles_png(layer.images, signed=True), caption=f"First layer, {layer.title}{shown}"
+        tiles_png(layer.images, signed=True),
+        caption=f"First layer, {layer.title}{shown}",
+        alt="A grid of the first layer's filters, red weights positive, blue negative",
     )
     maps_column.image(
         tiles_png(maps, signed=False),
         caption=f"What they find in this digit: {layer.layer_name}'s output{shown}",
+        alt="A grid of feature maps, one per filter, bright where the filter matched",
     )
     st.caption(
         "Each filter is slid over the image: red weights reward ink, blue ones punish it. "

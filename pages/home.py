@@ -26,7 +26,7 @@ columns[2].caption("Draw on a canvas or upload a photo; the prediction updates a
 
 runs = app_state.list_runs()
 run = app_state.active_run(runs)
-st.subheader("Active model")
+st.header("Active model")
 if run is None:
     st.info("No model yet. Train one on the Train page.")
 else:
@@ -37,7 +37,7 @@ else:
     )
 st.caption(f"MNIST data: {app_state.data_source()}")
 
-st.subheader("Latest runs")
+st.header("Latest runs")
 if runs:
     st.dataframe(
         [

@@ -9,7 +9,7 @@ from mnist_core.figures import gallery_html, replay_figure
 
 def learning_replay(run, images: np.ndarray, labels: np.ndarray) -> None:
     """An epoch slider over the run's replay panel, and each digit's certainty over epochs."""
-    st.subheader("Learning replay")
+    st.header("Learning replay")
     replay = run.replay()
     if replay is None:
         st.caption("This run was saved without a learning replay (runs trained here have one).")

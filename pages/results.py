@@ -150,7 +150,7 @@ if run.status == "interrupted":
     )
 share_view.share_run(run)
 
-st.subheader("Learning curves")
+st.header("Learning curves")
 chosen = [run] + [r for r in runs if r.run_id in others]
 st.plotly_chart(
     history_figure(
@@ -169,7 +169,7 @@ except MnistCoreError as error:
 
 matrix_column, class_column = st.columns([3, 2])
 with matrix_column:
-    st.subheader("Confusion matrix")
+    st.header("Confusion matrix")
     st.caption("Click a cell to show exactly those test digits in the gallery below.")
     st.plotly_chart(
         confusion_figure(evaluation.confusion),
@@ -178,10 +178,10 @@ with matrix_column:
         selection_mode="points",
     )
 with class_column:
-    st.subheader("Per digit")
+    st.header("Per digit")
     st.plotly_chart(per_class_figure(evaluation.precision, evaluation.recall), key="results_class")
 
-st.subheader("Test digits")
+st.header("Test digits")
 shown = gallery(evaluation, data.x_test)
 explain_view.results_section(run, data.x_test, evaluation, shown)
 
@@ -189,5 +189,5 @@ replay_view.learning_replay(run, data.x_test, data.y_test)
 
 drawings_view.scores_table(runs)
 
-st.subheader("Downloads")
+st.header("Downloads")
 downloads(run)

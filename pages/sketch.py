@@ -69,7 +69,11 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     left, right = st.columns([1, 2])
     left.metric("Prediction", str(digit))
     left.metric("Confidence", f"{confidence:.1%}")
-    left.image(digit_png(steps.centred, scale=5), caption="What the model sees (28×28)")
+    left.image(
+        digit_png(steps.centred, scale=5),
+        caption="What the model sees (28×28)",
+        alt=f"The digit as the model sees it, read as a {digit}",
+    )
     right.html(probabilities_html(probabilities))
     drawings_view.offer_to_keep(
         steps.centred,

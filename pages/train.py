@@ -201,7 +201,9 @@ def show_job(slot: "TrainingSlot", follow: bool) -> None:
             stopping = snapshot["stop_requested"]
             if st.button("Stop", key="train_stop", type="secondary", disabled=stopping):
                 job.stop()
-                st.toast("Stopping: the best weights so far are kept.")
+                stopping = True
+            if stopping:  # in the page, not a toast: screen readers get toasts without a name
+                st.info("Stopping: the best weights so far are kept.")
     history = snapshot["history"]
     if history["loss"]:
         latest = {key: values[-1] for key, values in history.items() if values}

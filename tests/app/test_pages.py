@@ -782,7 +782,7 @@ def test_sketch_keeps_a_drawing_with_the_label_the_user_confirms_or_corrects(
     assert label.value == 7  # the prediction is proposed
     at.button(key="sketch_canvas_keep").click().run()
     assert not at.exception
-    assert [t.value for t in at.toast] == ["Added as a 7: you have 1 drawing."]
+    assert [s.value for s in at.success] == ["Added as a 7: you have 1 drawing."]
     assert "sketch_drawing" not in at.session_state  # the canvas is cleared for the next one
 
     at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[3])  # a 0 ...

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 
 from mnist_core.figures import (
+    FRAME_CSS,
     RIGHT_COLOUR,
+    RIGHT_CSS,
     WRONG_COLOUR,
+    WRONG_CSS,
     confusion_figure,
     gallery_figure,
+    gallery_html,
     history_figure,
     probabilities_html,
     replay_figure,
@@ -100,6 +104,35 @@ def test_gallery_titles_and_colours() -> None:
     assert figure.layout.height == 330  # 3 rows of 5
 
 
+def test_gallery_html_captions_and_colours_for_light_and_dark() -> None:
+    images = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([0, 1, 2, 3, 4], dtype=np.uint8)
+    predicted = np.array([0, 7, 2, 3, 9], dtype=np.uint8)
+    confidence = np.array([0.9, 0.6, 0.99, 0.5, 0.71], dtype=np.float32)
+
+    html = gallery_html(images, [4, 1, 0], labels, predicted, confidence)
+
+    tiles = re.findall(
+        r'<figure class="digit( wrong)?" title="test #(\d)".*?border:2px solid ([^;]+);.*?'
+        r'<figcaption style="font-size:0.8rem;color:([^"]+)">([^<]+)</figcaption>',
+        html,
+    )
+    assert [(t[1], t[4]) for t in tiles] == [
+        ("4", "4 → 9 (71%)"),
+        ("1", "1 → 7 (60%)"),
+        ("0", "0 → 0 (90%)"),
+    ]
+    assert [(bool(t[0]), t[2], t[3]) for t in tiles] == [
+        (True, WRONG_CSS, WRONG_CSS),
+        (True, WRONG_CSS, WRONG_CSS),
+        (False, FRAME_CSS, RIGHT_CSS),
+    ]
+    # One colour for a light page and one for a dark page: AA contrast (4.5:1) needs both.
+    for css in (WRONG_CSS, RIGHT_CSS):
+        assert re.fullmatch(r"light-dark\(#[0-9a-f]{6}, #[0-9a-f]{6}\)", css)
+    assert html.count("<img") == 3 and 'alt="test digit 4"' in html
+
+
 def test_confusion_figure() -> None:
     confusion = np.zeros((10, 10), dtype=np.int64)
     confusion[np.arange(10), np.arange(10)] = 100
@@ -119,9 +152,7 @@ def test_confusion_figure() -> None:
 
 def bars(html: str) -> list[tuple[int, float, str]]:
     """(digit, probability, bar colour) for each bar of `probabilities_html`."""
-    found = re.findall(
-        r'data-digit="(\d)" data-probability="([\d.]+)".*?background:(#[0-9a-f]+)', html
-    )
+    found = re.findall(r'data-digit="(\d)" data-probability="([\d.]+)".*?background:([^;"]+)', html)
     return [(int(d), float(p), colour) for d, p, colour in found]
 
 
@@ -135,8 +166,8 @@ def test_probabilities_html_highlights_the_argmax() -> None:
     assert [d for d, _, _ in found] == list(range(10))
     np.testing.assert_allclose([p for _, p, _ in found], probabilities, atol=1e-4)
     colours = [c for _, _, c in found]
-    assert colours[6] == RIGHT_COLOUR
-    assert len(set(colours[:6] + colours[7:])) == 1 and colours[0] != RIGHT_COLOUR
+    assert colours[6] == RIGHT_CSS
+    assert len(set(colours[:6] + colours[7:])) == 1 and colours[0] != RIGHT_CSS
     assert "height:82.0%" in html and "height:2.0%" in html
     assert ">82%</span>" in html and ">2%</span>" in html
     assert 'aria-label="Probability per digit: 0: 2%, 1: 2%' in html
@@ -145,12 +176,12 @@ def test_probabilities_html_highlights_the_argmax() -> None:
 @pytest.mark.parametrize("best", [0, 4])
 def test_probabilities_html_follows_the_prediction(best: int) -> None:
     found = bars(probabilities_html(np.eye(10, dtype=np.float32)[best]))
-    assert [d for d, _, colour in found if colour == RIGHT_COLOUR] == [best]
+    assert [d for d, _, colour in found if colour == RIGHT_CSS] == [best]
 
 
 def test_probabilities_html_of_nothing_draws_empty_axes() -> None:
     html = probabilities_html(np.zeros(10))
-    assert all(p == 0 and colour != RIGHT_COLOUR for _, p, colour in bars(html))
+    assert all(p == 0 and colour != RIGHT_CSS for _, p, colour in bars(html))
     assert "%</span>" not in html  # no percentages over empty bars
 
 
