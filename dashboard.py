@@ -34,9 +34,7 @@ page = st.navigation(pages)
 # Streamlit writes a primary button's label in white: 2.5:1 on the dark theme's light-blue
 # accent, where WCAG AA asks 4.5:1. Dark text there is 7.4:1; the light theme keeps white
 # on its darker blue (5.2:1). light-dark() follows the theme's color-scheme.
-st.html(
-    "<style>[data-testid='stBaseButton-primary'] {color: light-dark(#ffffff, #0e1117)}</style>"
-)
+st.html("<style>[data-testid='stBaseButton-primary'] {color: light-dark(#ffffff, #0e1117)}</style>")
 
 with st.sidebar:
     run = app_state.active_run()
