@@ -31,14 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e import ui  # noqa: E402
-from tests.e2e.server import CHROMIUM, CHROMIUM_ARGS, app_env, free_port  # noqa: E402
+from tests.e2e.server import CHROMIUM_ARGS, app_env, free_port  # noqa: E402
+from tests.needs import CHROMIUM  # noqa: E402
 
 MINIMAL_APP = 'import streamlit as st\n\nst.title("Hello")\n'
-TARGETS = {  # seconds / MB, from the performance issue
-    "home_seconds": 3.0,
-    "first_prediction_seconds": 8.0,
-    "home_rss_mb": 200.0,
-    "idle_rss_mb": 750.0,
+# figure: (its baseline, measured in the same run; the target, as a ratio to the baseline or
+# in seconds / MB). Start-up seconds differ by machine, so the home page's target is a ratio.
+TARGETS = {
+    "home_seconds": ("hello_seconds", "ratio", 1.3),
+    "first_prediction_seconds": ("tensorflow_seconds", "value", 8.0),
+    "home_rss_mb": ("hello_rss_mb", "value", 200.0),
+    "idle_rss_mb": ("tensorflow_rss_mb", "value", 750.0),
 }
 
 
@@ -193,20 +196,15 @@ def main() -> None:
         browser.close()
 
     median = {name: statistics.median(values) for name, values in figures.items()}
-    baseline = {
-        "home_seconds": "hello_seconds",
-        "first_prediction_seconds": "tensorflow_seconds",
-        "home_rss_mb": "hello_rss_mb",
-        "idle_rss_mb": "tensorflow_rss_mb",
-    }
     print(f"\nmedian of {args.repeat} (load {Path('/proc/loadavg').read_text().split()[0]})")
-    print(f"{'figure':<26} {'value':>8} {'target':>8} {'baseline':>22} {'ratio':>6}")
-    for name, target in TARGETS.items():
-        base = baseline[name]
-        verdict = "ok" if median[name] <= target else "MISSED"
+    print(f"{'figure':<26} {'value':>8} {'baseline':>24} {'ratio':>6}  target")
+    for name, (base, kind, target) in TARGETS.items():
+        ratio = median[name] / median[base]
+        met = (ratio if kind == "ratio" else median[name]) <= target
+        wanted = f"ratio <= {target:g}" if kind == "ratio" else f"value <= {target:g}"
         print(
-            f"{name:<26} {median[name]:>8.2f} {target:>8.0f} "
-            f"{base + f' {median[base]:.2f}':>22} {median[name] / median[base]:>6.2f}  {verdict}"
+            f"{name:<26} {median[name]:>8.2f} {base + f' {median[base]:.2f}':>24} {ratio:>6.2f}  "
+            f"{wanted} {'ok' if met else 'MISSED'}"
         )
 
 

@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.e2e import ui  # noqa: E402
 from tests.e2e.server import (  # noqa: E402
-    CHROMIUM,
     CHROMIUM_ARGS,
     drawings_dir,
     running_app,
     train_run,
 )
+from tests.needs import CHROMIUM  # noqa: E402
 
 Point = tuple[float, float]
 
