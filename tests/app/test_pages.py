@@ -826,7 +826,7 @@ def drawings_accuracy(run, drawings) -> float:
 
 def test_results_scores_every_run_on_mnist_and_on_your_drawings(drawings_dir: Path, mnist) -> None:
     from mnist_core.drawings import DrawingSet
-    from mnist_core.runs import RunStore
+    from mnist_core.runs import PRETRAINED_DIR, RunStore
 
     drawings = DrawingSet(drawings_dir)
     for index in range(20):  # MNIST test digits, the first five labelled one digit too high
@@ -835,7 +835,7 @@ def test_results_scores_every_run_on_mnist_and_on_your_drawings(drawings_dir: Pa
     assert not at.exception
     (table,) = [d.value for d in at.dataframe if "your drawings (20)" in d.value.columns]
     assert list(table.columns)[:3] == ["run", "MNIST test", "your drawings (20)"]
-    runs = {run.label: run for run in RunStore().list()}
+    runs = {run.label: run for run in RunStore(bundled=PRETRAINED_DIR).list()}
     assert sorted(table["run"]) == sorted(runs)  # every run, the pretrained one too
     for row in table.itertuples(index=False):
         run = runs[row.run]

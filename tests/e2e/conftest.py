@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Error, Page, expect, sync_playwright
 
 from tests import needs
-from tests.e2e.server import CHROMIUM_ARGS, ROOT, running_app, train_run
+from tests.e2e.server import CHROMIUM_ARGS, ROOT, drawings_dir, running_app, train_run
 
 ARTIFACTS = ROOT / "test-artifacts"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -56,6 +56,17 @@ def starter_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     _skip_unless_runnable()
     runs_dir = tmp_path_factory.mktemp("e2e-runs")
     return runs_dir, train_run(runs_dir)
+
+
+@pytest.fixture
+def kept_drawings_removed(starter_runs: tuple[Path, str]) -> Iterator[None]:
+    """Drawings a test keeps through the app are removed after it, so the shared app's other
+    tests find the set as they left it."""
+    folder = drawings_dir(starter_runs[0])
+    before = set(folder.glob("*")) if folder.exists() else set()
+    yield
+    for path in set(folder.glob("*")) - before if folder.exists() else ():
+        path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -84,6 +84,7 @@ def test_results_is_accessible(themed_page: Page, app_url: str) -> None:
     assert_accessible(themed_page)
 
 
+@pytest.mark.usefixtures("kept_drawings_removed")
 def test_sketch_is_accessible_with_a_prediction_and_kept_drawings(
     themed_page: Page, app_url: str
 ) -> None:
@@ -146,6 +147,7 @@ def test_gallery_pages_with_the_keyboard_alone(page: Page, app_url: str) -> None
     assert captions.all_inner_texts() != first_page
 
 
+@pytest.mark.usefixtures("kept_drawings_removed")
 def test_keep_a_drawing_with_the_keyboard_alone(
     page: Page, app_url: str, starter_runs: tuple[Path, str]
 ) -> None:
