@@ -82,6 +82,20 @@ def digits():
 
 
 @pytest.fixture(scope="session")
+def data_file(digits, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic digits as a Keras-layout .npz file."""
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    np.savez(
+        path,
+        x_train=digits.x_train,
+        y_train=digits.y_train,
+        x_test=digits.x_test,
+        y_test=digits.y_test,
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def small_config():
     """A quick MLP recipe for `digits`: 12 batches per epoch, 3 epochs, no early stopping."""
     from mnist_core.config import TrainConfig

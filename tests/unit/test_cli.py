@@ -37,20 +37,6 @@ SUMMARY_KEYS = {
 QUICK = ["--hidden-units", "32", "--learning-rate", "0.01", "--batch-size", "32"]
 
 
-@pytest.fixture(scope="module")
-def data_file(digits, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic digits as a Keras-layout .npz file."""
-    path = tmp_path_factory.mktemp("data") / "digits.npz"
-    np.savez(
-        path,
-        x_train=digits.x_train,
-        y_train=digits.y_train,
-        x_test=digits.x_test,
-        y_test=digits.y_test,
-    )
-    return path
-
-
 @pytest.fixture
 def saved_run(runs_dir: Path, trained) -> str:
     return RunStore(runs_dir).save(trained)

@@ -1,0 +1,366 @@
+"""The job service: trainings submitted by the pages, run by worker processes.
+
+Callers use a small interface — `submit`, `status`, `jobs`, `stop`, `cancel` — and never see
+where a job runs. The backend here is `LocalJobs`: at most `MNIST_WORKERS` (default 1)
+trainings at once, each in a freshly started Python process (spawned, never forked: TensorFlow
+is not fork-safe), the others waiting first in, first out. A worker's memory goes back to the
+system when its job ends, and a crash ends that job only.
+
+A job is files under the run store's folder, `<runs>/.jobs/<job id>/`:
+- `job.json`, what was asked (`JobRequest`), written once by `submit`;
+- `state.json`, where it is (`JobState`), replaced atomically by whoever moves it on: the
+  scheduler (queued -> starting, or failed when its worker died) and the worker (running ->
+  finished, stopped or failed);
+- `stop`, present once a stop or a cancel was asked: the worker looks for it between batches.
+So a reloaded page, another browser, another server process and a restarted server all see the
+same queue. Workers run in their own session: a restarted web server finds them running again.
+Scheduling happens under an exclusive lock on `<runs>/.jobs/lock`.
+
+This module imports neither TensorFlow nor Streamlit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mnist_core.config import TrainConfig
+from mnist_core.errors import MnistCoreError
+from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
+
+ACTIVE = ("starting", "running")  # a worker process holds the job
+DONE = ("finished", "stopped", "failed", "interrupted")
+DEFAULT_MAX_QUEUE = 10  # waiting jobs, when MNIST_MAX_QUEUE is not set
+WORKER_DIED = (
+    "The training process died (killed, or out of memory) after {epochs} epoch(s). Try fewer "
+    "filters or units, or a smaller batch size; the best model it had saved is kept as an "
+    "interrupted run."
+)
+
+
+class JobError(MnistCoreError):
+    """A job cannot be submitted, found or changed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What was asked: written once, never changed."""
+
+    job_id: str
+    config: TrainConfig
+    owner: str  # an opaque id of who submitted it (a browser session); shown to nobody
+    submitted: float  # Unix time
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "config": self.config.to_dict()}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> JobRequest:
+        return cls(
+            job_id=str(values["job_id"]),
+            config=TrainConfig.from_dict(values["config"]),
+            owner=str(values["owner"]),
+            submitted=float(values["submitted"]),
+        )
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Where a job is; replaced as a whole at every step."""
+
+    state: str = "queued"  # queued, starting, running, finished, stopped, failed, interrupted
+    pid: int | None = None  # the worker process, while it runs
+    progress: ProgressEvent | None = None
+    history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    error: str | None = None  # why it failed, in a sentence for the page
+    run_id: str | None = None  # the saved run, once there is one
+    updated: float = 0.0  # Unix time of this state
+
+    def to_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["progress"] = None if self.progress is None else asdict(self.progress)
+        return values
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> JobState:
+        progress = values.get("progress")
+        return cls(
+            state=str(values["state"]),
+            pid=values.get("pid"),
+            progress=None if progress is None else ProgressEvent(**progress),
+            history={k: [float(v) for v in values["history"].get(k, [])] for k in HISTORY_KEYS},
+            error=values.get("error"),
+            run_id=values.get("run_id"),
+            updated=float(values.get("updated", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """A job as a page shows it: the request, its state, its place in the queue."""
+
+    request: JobRequest
+    current: JobState
+    position: int | None  # 1 for the next to start, while queued; else None
+    stop_requested: bool
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+    @property
+    def state(self) -> str:
+        return self.current.state
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", *ACTIVE)
+
+
+def max_workers(environ: dict[str, str] | None = None) -> int:
+    """`MNIST_WORKERS`: how many trainings run at once (default 1; an invalid value is 1)."""
+    return _positive_int((environ if environ is not None else os.environ).get("MNIST_WORKERS"), 1)
+
+
+def max_queue(environ: dict[str, str] | None = None) -> int:
+    """`MNIST_MAX_QUEUE`: how many jobs may wait (default 10; an invalid value is 10)."""
+    value = (environ if environ is not None else os.environ).get("MNIST_MAX_QUEUE")
+    return _positive_int(value, DEFAULT_MAX_QUEUE)
+
+
+def _positive_int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value is not None else default
+    except ValueError:
+        return default
+    return number if number >= 1 else default
+
+
+class LocalJobs:
+    """Trainings in worker processes on this machine, with a first-in, first-out queue.
+
+    `tick()` moves the queue on: it notices workers that died and starts queued jobs while
+    fewer than `workers` run. `start()` runs it every `interval` seconds in a daemon thread;
+    tests call it directly.
+    """
+
+    def __init__(
+        self,
+        runs_dir: str | os.PathLike[str],
+        workers: int | None = None,
+        queue_limit: int | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        self.root = Path(runs_dir).resolve() / ".jobs"
+        self.workers = workers if workers is not None else max_workers()
+        self.queue_limit = queue_limit if queue_limit is not None else max_queue()
+        # The workers' environment: this one, with the run store the jobs save to.
+        self.environ = {**(environ if environ is not None else os.environ)}
+        self.environ["MNIST_RUNS_DIR"] = str(self.root.parent)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._thread: threading.Thread | None = None
+
+    # --- the interface pages use ---
+
+    def submit(self, config: TrainConfig, owner: str) -> str:
+        """Queue a training of `config` for `owner`; its job id.
+
+        Raises:
+            JobError: `owner` already has a job waiting or running, or the queue is full.
+        """
+        with self._lock():
+            statuses = self._statuses()
+            if any(s.active and s.request.owner == owner for s in statuses):
+                raise JobError(
+                    "You already have a training waiting or running; stop or cancel it first."
+                )
+            waiting = sum(1 for s in statuses if s.state == "queued")
+            if waiting >= self.queue_limit:
+                raise JobError(
+                    f"The queue is full ({waiting} trainings waiting, the most this server "
+                    "takes); try again when one has started."
+                )
+            # Time first in the id: job folders sort in the order they were submitted.
+            job_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+            folder = self.root / job_id
+            folder.mkdir(parents=True)
+            request = JobRequest(job_id, config, owner, time.time())
+            _write_atomic(folder / "state.json", JobState(updated=time.time()).to_json())
+            _write_atomic(folder / "job.json", request.to_json())
+        self.tick()
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's status. Raises JobError when there is no such job."""
+        for status in self.jobs():
+            if status.job_id == job_id:
+                return status
+        raise JobError(f"training job {job_id!r} does not exist (this server restarted empty?)")
+
+    def jobs(self) -> list[JobStatus]:
+        """Every job this store knows, oldest first."""
+        return self._statuses()
+
+    def stop(self, job_id: str) -> None:
+        """Ask a running job to stop (within about a second, keeping the best weights so
+        far), or take a queued one out of the queue."""
+        self.status(job_id)  # raises for an unknown job
+        (self.root / job_id / "stop").touch()
+        self.tick()
+
+    cancel = stop  # a queued job's stop is its cancellation
+
+    # --- scheduling ---
+
+    def start(self, interval: float = 0.5) -> LocalJobs:
+        """Run `tick()` every `interval` seconds in a daemon thread (once per instance)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._tick_forever, args=(interval,), name="mnist-jobs", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def tick(self) -> None:
+        """Notice dead workers, cancel queued jobs asked to stop, start queued jobs."""
+        with self._lock():
+            statuses = self._statuses()
+            running = 0
+            for status in statuses:
+                if status.state not in ACTIVE:
+                    continue
+                if self._alive(status.current.pid, status.job_id):
+                    running += 1
+                else:
+                    self._mark_died(status)
+            for status in statuses:
+                if status.state != "queued":
+                    continue
+                if status.stop_requested:
+                    self._write_state(status.job_id, replace(status.current, state="stopped"))
+                elif running < self.workers:
+                    self._launch(status.job_id)
+                    running += 1
+
+    def _tick_forever(self, interval: float) -> None:
+        while True:
+            try:
+                self.tick()
+            except OSError:  # a store on a disk that went away: try again next time
+                pass
+            time.sleep(interval)
+
+    def _launch(self, job_id: str) -> None:
+        folder = self.root / job_id
+        log = open(folder / "worker.log", "ab")  # noqa: SIM115 - the child holds it
+        with log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "mnist_core.worker", str(folder)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.environ,
+                start_new_session=True,  # survives a restart of the web server
+            )
+        self._children[process.pid] = process
+        self._write_state(job_id, JobState(state="starting", pid=process.pid, updated=time.time()))
+
+    def _alive(self, pid: int | None, job_id: str) -> bool:
+        if pid is None:
+            return False
+        child = self._children.get(pid)
+        if child is not None:
+            return child.poll() is None
+        try:  # a worker started by an earlier server process
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # someone else's process took the number
+            return False
+        try:  # the number may have been reused: it must still be this job's worker
+            return job_id in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:  # no /proc (not Linux): trust the number
+            return True
+
+    def _mark_died(self, status: JobStatus) -> None:
+        # Read again: the worker may have written its final state just before it ended.
+        current = self._read_state(status.job_id)
+        if current.state not in ACTIVE:
+            return
+        epochs = len(current.history.get("loss", []))
+        self._write_state(
+            status.job_id,
+            replace(current, state="failed", pid=None, error=WORKER_DIED.format(epochs=epochs)),
+        )
+
+    # --- files ---
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a+b") as handle:
+            _flock(handle)
+            yield
+
+    def _statuses(self) -> list[JobStatus]:
+        try:
+            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+        statuses, place = [], 0
+        for folder in folders:
+            try:
+                request = JobRequest.from_json(_read(folder / "job.json"))
+                current = self._read_state(folder.name)
+            except (OSError, ValueError, KeyError, MnistCoreError):
+                continue  # being written, or damaged: not a job
+            position = None
+            if current.state == "queued":
+                place += 1
+                position = place
+            stop = (folder / "stop").exists()
+            statuses.append(JobStatus(request, current, position, stop))
+        return statuses
+
+    def _read_state(self, job_id: str) -> JobState:
+        return JobState.from_json(_read(self.root / job_id / "state.json"))
+
+    def _write_state(self, job_id: str, state: JobState) -> None:
+        write_state(self.root / job_id, replace(state, updated=time.time()))
+
+
+def write_state(folder: Path, state: JobState) -> None:
+    """Replace the job's `state.json` in `folder` at once (readers see the old or the new)."""
+    _write_atomic(folder / "state.json", state.to_json())
+
+
+def read_request(folder: Path) -> JobRequest:
+    return JobRequest.from_json(_read(folder / "job.json"))
+
+
+def _read(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_atomic(path: Path, value: Any) -> None:
+    temp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    temp.write_text(json.dumps(value), encoding="utf-8")
+    os.replace(temp, path)
+
+
+def _flock(handle: Any) -> None:
+    try:
+        import fcntl
+    except ImportError:  # Windows: one server process per store, as the README says
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

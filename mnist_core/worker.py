@@ -1,0 +1,66 @@
+"""A training worker: `python -m mnist_core.worker JOB_FOLDER`, started by `job_service`.
+
+It trains the job's config in this process, writes the job's state (progress, per-epoch
+history) a few times a second, stops within about a second once a `stop` file appears in the
+folder, saves the run under `$MNIST_RUNS_DIR` (with checkpoints at each better epoch, so a
+worker that is killed leaves an interrupted run) and writes the final state.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from mnist_core.job_service import JobState, read_request, write_state
+
+WRITE_INTERVAL_S = 0.25  # how often the state is written and the stop file looked for
+
+
+def run(folder: Path) -> int:
+    """Run the job in `folder` to its end; 0 when it finished or stopped, 1 when it failed."""
+    from mnist_core.data import load_mnist
+    from mnist_core.drawings import DrawingSet
+    from mnist_core.jobs import TrainingJob
+    from mnist_core.runs import PRETRAINED_DIR, RunRecorder, RunStore
+
+    request = read_request(folder)
+    store = RunStore(bundled=PRETRAINED_DIR)  # fine-tuning may start from the pretrained run
+    recorder = RunRecorder(store)  # checkpoints survive this process being killed
+    job = TrainingJob(
+        request.config,
+        load_mnist,
+        on_done=recorder.finish,
+        on_checkpoint=recorder.checkpoint,
+        on_failure=recorder.abandon,
+        store=store,
+        drawings=DrawingSet(),
+    ).start()
+    written = None
+    while True:
+        if (folder / "stop").exists():
+            job.stop()
+        ended = not job.running
+        snapshot = job.snapshot()
+        state = JobState(
+            state=snapshot["state"],
+            pid=None if ended else os.getpid(),
+            progress=snapshot["progress"],
+            history=snapshot["history"],
+            error=snapshot["error"],
+            run_id=snapshot["outcome"] or recorder.run_id,
+        )
+        if state != written:
+            write_state(folder, replace(state, updated=time.time()))
+            written = state
+        if ended:
+            return 1 if state.state == "failed" else 0
+        job.join(WRITE_INTERVAL_S)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m mnist_core.worker JOB_FOLDER")
+    sys.exit(run(Path(sys.argv[1])))

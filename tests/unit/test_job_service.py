@@ -1,0 +1,208 @@
+"""Tests for mnist_core.job_service and mnist_core.worker: the queue, stop, cancel, a killed
+worker and a restarted server, with real worker processes training on small synthetic digits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mnist_core.job_service import (
+    WORKER_DIED,
+    JobError,
+    JobState,
+    LocalJobs,
+    max_queue,
+    max_workers,
+)
+from mnist_core.jobs import ProgressEvent
+from mnist_core.runs import RunStore
+
+# A worker imports TensorFlow (3-6 s on a busy 2-core machine) before it trains.
+TIMEOUT = 120.0
+
+
+@pytest.fixture
+def environ(data_file: Path) -> dict[str, str]:
+    """The workers' environment: the small synthetic digits as MNIST."""
+    return {**os.environ, "MNIST_PATH": str(data_file), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture
+def service(runs_dir: Path, environ: dict[str, str]) -> LocalJobs:
+    return LocalJobs(runs_dir, workers=1, queue_limit=10, environ=environ)
+
+
+@pytest.fixture
+def long_config(small_config):
+    """Enough epochs to be stopped or killed while it runs (about 12 batches each)."""
+    return small_config.replace(epochs=200)
+
+
+def wait_until(service: LocalJobs, done: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Move the queue on, as the server's scheduler thread does, until `done()`."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, [(s.job_id, s.current) for s in service.jobs()]
+        service.tick()
+        time.sleep(0.1)
+
+
+def test_jobs_run_one_at_a_time_first_in_first_out(
+    service: LocalJobs, small_config, runs_dir: Path
+) -> None:
+    first = service.submit(small_config, owner="ada")
+    second = service.submit(small_config.replace(seed=8), owner="bob")
+
+    assert service.status(first).state in ("starting", "running")
+    queued = service.status(second)
+    assert (queued.state, queued.position, queued.current.pid) == ("queued", 1, None)
+
+    wait_until(service, lambda: service.status(first).state == "finished")
+    wait_until(service, lambda: service.status(second).state == "finished")
+    for job_id, seed in ((first, 7), (second, 8)):
+        done = service.status(job_id)
+        assert done.current.error is None and done.position is None
+        assert [len(done.current.history[k]) for k in ("loss", "val_loss")] == [3, 3]
+        run = RunStore(runs_dir).get(done.current.run_id)
+        assert run.config.seed == seed and run.status == "completed"
+        assert run.history["loss"] == pytest.approx(done.current.history["loss"], rel=1e-6)
+    # The second started only after the first had ended.
+    assert service.status(second).request.submitted > service.status(first).request.submitted
+    assert [s.job_id for s in service.jobs()] == [first, second]
+
+
+def test_one_job_per_visitor_and_a_bounded_queue(
+    runs_dir: Path, environ: dict[str, str], long_config
+) -> None:
+    service = LocalJobs(runs_dir, workers=1, queue_limit=1, environ=environ)
+    running = service.submit(long_config, owner="ada")
+    service.submit(long_config, owner="bob")  # waits
+
+    with pytest.raises(JobError, match="You already have a training waiting or running"):
+        service.submit(long_config, owner="ada")
+    with pytest.raises(JobError, match=r"The queue is full \(1 trainings waiting"):
+        service.submit(long_config, owner="cy")
+
+    for status in service.jobs():
+        service.stop(status.job_id)
+    wait_until(service, lambda: all(not s.active for s in service.jobs()))
+    assert service.status(running).state == "stopped"
+
+
+def test_a_queued_job_is_cancelled_without_ever_starting(
+    service: LocalJobs, long_config, runs_dir: Path
+) -> None:
+    running = service.submit(long_config, owner="ada")
+    waiting = service.submit(long_config, owner="bob")
+
+    service.cancel(waiting)
+
+    cancelled = service.status(waiting)
+    assert (cancelled.state, cancelled.current.pid, cancelled.current.run_id) == (
+        "stopped",
+        None,
+        None,
+    )
+    service.stop(running)
+    wait_until(service, lambda: service.status(running).state == "stopped")
+    assert not (runs_dir / ".jobs" / waiting / "worker.log").exists()  # never launched
+
+
+def test_a_stop_reaches_the_worker_within_a_second_and_keeps_the_run(
+    service: LocalJobs, long_config, runs_dir: Path
+) -> None:
+    job_id = service.submit(long_config, owner="ada")
+    wait_until(service, lambda: len(service.status(job_id).current.history["loss"]) >= 2)
+
+    asked = time.monotonic()
+    service.stop(job_id)
+    wait_until(service, lambda: service.status(job_id).state != "running", timeout=30)
+    reacted = time.monotonic() - asked
+
+    stopped = service.status(job_id)
+    assert stopped.state == "stopped" and stopped.stop_requested
+    # The worker looks every 0.25 s and training checks between batches (a few ms each here);
+    # the final state is written after the run is saved, which takes longer.
+    assert reacted < 15, reacted
+    run = RunStore(runs_dir).get(stopped.current.run_id)
+    assert run.status == "stopped" and run.metrics["epochs_run"] < 200
+
+
+def test_a_killed_worker_fails_its_job_and_the_next_one_starts(
+    service: LocalJobs, long_config, small_config
+) -> None:
+    doomed = service.submit(long_config, owner="ada")
+    after = service.submit(small_config, owner="bob")
+    wait_until(service, lambda: len(service.status(doomed).current.history["loss"]) >= 1)
+
+    os.kill(service.status(doomed).current.pid, signal.SIGKILL)
+    wait_until(service, lambda: service.status(doomed).state == "failed", timeout=10)
+
+    failed = service.status(doomed).current
+    epochs = len(failed.history["loss"])
+    assert failed.error == WORKER_DIED.format(epochs=epochs) and failed.pid is None
+    assert "smaller batch size" in failed.error
+    wait_until(service, lambda: service.status(after).state == "finished")
+
+
+def test_a_restarted_server_finds_its_running_worker_again(
+    service: LocalJobs, long_config, runs_dir: Path, environ: dict[str, str]
+) -> None:
+    job_id = service.submit(long_config, owner="ada")
+    wait_until(service, lambda: service.status(job_id).state == "running")
+    pid = service.status(job_id).current.pid
+
+    restarted = LocalJobs(runs_dir, workers=1, environ=environ)  # knows no child processes
+    restarted.tick()
+
+    found = restarted.status(job_id)
+    assert (found.state, found.current.pid) == ("running", pid)
+    restarted.stop(job_id)
+    wait_until(restarted, lambda: restarted.status(job_id).state == "stopped")
+
+
+def test_a_worker_whose_process_is_gone_after_a_restart_is_failed(
+    service: LocalJobs, small_config, runs_dir: Path
+) -> None:
+    """A state that names a process that no longer exists (the machine rebooted)."""
+    job_id = service.submit(small_config, owner="ada")
+    wait_until(service, lambda: service.status(job_id).state == "finished")
+    folder = runs_dir / ".jobs" / job_id
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    state = JobState(state="running", pid=int(gone.stdout), history={"loss": [0.5]})
+    (folder / "state.json").write_text(json.dumps(state.to_json()))
+
+    LocalJobs(runs_dir).tick()
+
+    assert service.status(job_id).current.error == WORKER_DIED.format(epochs=1)
+
+
+def test_job_state_round_trips_through_json() -> None:
+    event = ProgressEvent(2, 5, 3, 12, {"loss": 0.5}, 1.5, 9.0, epoch_end=True)
+    state = JobState("running", 123, event, {"loss": [1.0, 0.5]}, None, "r1", 10.0)
+
+    again = JobState.from_json(json.loads(json.dumps(state.to_json())))
+
+    assert again.progress == event and again.history["loss"] == [1.0, 0.5]
+    assert again.history["val_loss"] == [] and (again.pid, again.run_id) == (123, "r1")
+
+
+@pytest.mark.parametrize(
+    ("value", "workers", "queue"), [(None, 1, 10), ("3", 3, 3), ("0", 1, 10), ("many", 1, 10)]
+)
+def test_worker_and_queue_limits_from_the_environment(value, workers: int, queue: int) -> None:
+    environ = {} if value is None else {"MNIST_WORKERS": value, "MNIST_MAX_QUEUE": value}
+    assert (max_workers(environ), max_queue(environ)) == (workers, queue)
