@@ -127,6 +127,48 @@ class JobStatus:
         return self.state in ("queued", *ACTIVE)
 
 
+# Seconds per epoch of each architecture at its preset's settings on the machine BENCHMARKS.md
+# names: the queue's estimate until this server has a run of that architecture to measure by.
+SECONDS_PER_EPOCH = {"mlp": 1.0, "cnn": 11.5, "deep": 45.0}
+
+
+def seconds_per_epoch(architecture: str, runs: list[Any]) -> float:
+    """This server's pace for `architecture`: the median training seconds per epoch of its
+    saved runs (`runs.RunInfo`) of that architecture, else `SECONDS_PER_EPOCH`."""
+    paces = sorted(
+        float(run.metrics["train_seconds"]) / int(run.metrics["epochs_run"])
+        for run in runs
+        if run.config.architecture == architecture
+        and run.metrics.get("train_seconds")
+        and run.metrics.get("epochs_run")
+    )
+    if not paces:
+        return SECONDS_PER_EPOCH.get(architecture, SECONDS_PER_EPOCH["deep"])
+    return paces[len(paces) // 2]
+
+
+def seconds_left(status: JobStatus, runs: list[Any]) -> float:
+    """Estimated seconds until `status`'s job ends: its own ETA once it reports one, else its
+    planned epochs at this server's pace."""
+    progress = status.current.progress
+    if progress is not None and progress.eta == progress.eta:  # NaN before the first batch
+        return progress.eta
+    config = status.request.config
+    return config.epochs * seconds_per_epoch(config.architecture, runs)
+
+
+def wait_seconds(statuses: list[JobStatus], job_id: str, workers: int, runs: list[Any]) -> float:
+    """Estimated seconds until the queued job `job_id` starts: the work of every job running or
+    queued ahead of it, shared by `workers` processes."""
+    ahead = []
+    for status in statuses:
+        if status.job_id == job_id:
+            break
+        if status.active:
+            ahead.append(seconds_left(status, runs))
+    return sum(ahead) / max(1, workers)
+
+
 def max_workers(environ: dict[str, str] | None = None) -> int:
     """`MNIST_WORKERS`: how many trainings run at once (default 1; an invalid value is 1)."""
     return _positive_int((environ if environ is not None else os.environ).get("MNIST_WORKERS"), 1)
@@ -164,9 +206,7 @@ class LocalJobs:
         self.root = Path(runs_dir).resolve() / ".jobs"
         self.workers = workers if workers is not None else max_workers()
         self.queue_limit = queue_limit if queue_limit is not None else max_queue()
-        # The workers' environment: this one, with the run store the jobs save to.
-        self.environ = {**(environ if environ is not None else os.environ)}
-        self.environ["MNIST_RUNS_DIR"] = str(self.root.parent)
+        self.environ = environ  # the workers' environment; None: this process's, at launch
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._thread: threading.Thread | None = None
 
@@ -269,7 +309,8 @@ class LocalJobs:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.environ,
+                # The run store the jobs save to is this one, whatever the environment says.
+                env={**(self.environ or os.environ), "MNIST_RUNS_DIR": str(self.root.parent)},
                 start_new_session=True,  # survives a restart of the web server
             )
         self._children[process.pid] = process

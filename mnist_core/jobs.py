@@ -1,7 +1,7 @@
-"""Training in a background thread, for user interfaces: one job, and one at a time.
+"""Training in a background thread that others can watch and stop: a worker process's job.
 
-This module does not import TensorFlow: the thread does, so a page can start a job (and show
-that it is starting) at once instead of freezing for the seconds the import takes.
+`mnist_core.worker` runs one in its process and reports it to the job service. This module does
+not import TensorFlow: the thread does, so the worker reports "starting" at once.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -171,39 +170,3 @@ def _lower_priority(thread_id: int) -> None:
             os.setpriority(os.PRIO_PROCESS, thread_id, TRAINING_NICENESS)
     except (OSError, AttributeError):  # gone, not allowed, or no such call on this system
         pass
-
-
-class TrainingSlot:
-    """At most one training per process: a small hosted demo has memory for one."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.job: TrainingJob | None = None
-        self.job_id: str | None = None
-
-    def start(
-        self,
-        config: TrainConfig,
-        load_data: Callable[[], MnistData],
-        on_done: Callable[[TrainResult], Any] | None = None,
-        on_checkpoint: Callable[[TrainResult], None] | None = None,
-        on_failure: Callable[[], None] | None = None,
-        store: Any = None,
-        drawings: Any = None,
-    ) -> str | None:
-        """Start a job and return its id; None (and nothing started) if one is running."""
-        with self._lock:
-            if self.job is not None and self.job.running:
-                return None
-            # The id first: a page reading the slot never pairs the new job with the old id.
-            self.job_id = uuid.uuid4().hex
-            self.job = TrainingJob(
-                config,
-                load_data,
-                on_done,
-                on_checkpoint=on_checkpoint,
-                on_failure=on_failure,
-                store=store,
-                drawings=drawings,
-            ).start()
-            return self.job_id

@@ -1,10 +1,11 @@
-"""Streamlit glue the pages share: session keys, cached resources and the training slot.
+"""Streamlit glue the pages share: session keys, cached resources and the job service.
 
 Nothing here imports TensorFlow at module level: the home page uses it and must start fast.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,8 +20,8 @@ from streamlit.runtime.scriptrunner import script_runner
 from mnist_core.config import DemoLimits
 from mnist_core.data import MnistData, describe_source, load_mnist
 from mnist_core.errors import MnistCoreError, ModelError
-from mnist_core.jobs import TrainingSlot
-from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunRecorder, RunStore
+from mnist_core.job_service import LocalJobs
+from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
 
 if TYPE_CHECKING:
     import keras
@@ -46,6 +47,7 @@ if PagesManager.uses_pages_directory:
 ACTIVE_RUN = "active_run"  # run id of the model this session uses by default
 JOB_ID = "train_job_id"  # id of the training job this session started
 JOB_QUERY_PARAM = "job"  # the same id in the URL, so a reload still owns the job
+VISITOR = "visitor_id"  # an id of this browser session, the owner of its training jobs
 
 
 def run_store() -> RunStore:
@@ -109,30 +111,27 @@ def architecture_widgets(config: TrainConfig) -> dict[str, str]:
     }
 
 
-def start_training(config: TrainConfig) -> str | None:
-    """Start training `config` in the background; the job id, or None if one is running."""
-    store = run_store()
-    recorder = RunRecorder(store)  # checkpoints survive a server that is killed
-    return training_slot().start(
-        config,
-        load_data,
-        on_done=recorder.finish,
-        on_checkpoint=recorder.checkpoint,
-        on_failure=recorder.abandon,
-        store=store,  # fine-tuning may start from the bundled pretrained run
-    )
+def job_service() -> LocalJobs:
+    """The queue of trainings of this run store, run by worker processes (shared by every
+    session); its scheduler ticks in a background thread of this server."""
+    return _job_service(str(run_store().root))
 
 
 @st.cache_resource
-def training_slot() -> TrainingSlot:
-    return TrainingSlot()
+def _job_service(runs_dir: str) -> LocalJobs:
+    return LocalJobs(runs_dir).start()
 
 
-def owns_job(job_id: str | None) -> bool:
-    """Whether this browser session started the job (also after a reload of the page)."""
-    if job_id is None:
-        return False
-    return job_id in (st.session_state.get(JOB_ID), st.query_params.get(JOB_QUERY_PARAM))
+def visitor_id() -> str:
+    """An id of this browser session, to tell its training jobs from other visitors'."""
+    if VISITOR not in st.session_state:
+        st.session_state[VISITOR] = uuid.uuid4().hex
+    return st.session_state[VISITOR]
+
+
+def my_job_id() -> str | None:
+    """The training job this session started (also after a reload of the page), if any."""
+    return st.session_state.get(JOB_ID) or st.query_params.get(JOB_QUERY_PARAM)
 
 
 def remember_job(job_id: str) -> None:

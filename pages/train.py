@@ -1,6 +1,6 @@
 """Train: pick a preset, adjust any setting, train with live progress, stop at will."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import streamlit as st
 
@@ -14,12 +14,10 @@ from mnist_core.config import (
     describe,
     parse_sizes,
 )
-from mnist_core.errors import ConfigError
+from mnist_core.errors import ConfigError, MnistCoreError
 from mnist_core.figures import history_figure
+from mnist_core.job_service import ACTIVE, JobError, JobStatus, seconds_left, wait_seconds
 from pages import app_state, drawings_view, share_view
-
-if TYPE_CHECKING:
-    from mnist_core.jobs import TrainingJob, TrainingSlot
 
 BEFORE = "train_before_run"  # the run to compare the new one with
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
@@ -177,17 +175,51 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         return None
 
 
-def show_job(slot: "TrainingSlot", follow: bool) -> None:
-    """Progress, metrics and curves of the server's training job."""
-    job, job_id = slot.job, slot.job_id
-    if job is None:
+def show_queue(statuses: list[JobStatus], mine: str | None, runs: list) -> None:
+    """Every training running or waiting on this server, anonymous: what, how far, how long."""
+    active = [status for status in statuses if status.active]
+    if not active:
         return
-    snapshot = job.snapshot()
-    mine = app_state.owns_job(job_id)
-    progress = snapshot["progress"]
-    if job.running:
-        if not mine:
-            st.info("Another visitor is training a model; yours can start when it finishes.")
+    rows = []
+    for status in active:
+        progress = status.current.progress
+        rows.append(
+            {
+                "": "yours" if status.job_id == mine else "",
+                "model": status.request.config.architecture,
+                "state": f"waiting ({ordinal(status.position)})"
+                if status.state == "queued"
+                else status.state,
+                "progress": 0.0 if progress is None else progress.fraction,
+                "time left": format_seconds(seconds_left(status, runs)),
+            }
+        )
+    st.caption(f"Trainings on this server ({len(active)}), at most {service.workers} at once")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        key="train_queue",
+        column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)},
+    )
+
+
+def show_job(job_id: str | None, follow: bool) -> None:
+    """This visitor's training: its place in the queue, or its progress, metrics and curves,
+    then how it ended; and the server's queue."""
+    statuses = service.jobs()
+    runs = app_state.list_runs()
+    status = next((s for s in statuses if s.job_id == job_id), None)
+    if status is not None and status.state == "queued":
+        wait = wait_seconds(statuses, status.job_id, service.workers, runs)
+        st.info(
+            f"Your training is {ordinal(status.position)} in line — about "
+            f"{format_seconds(wait)} until it starts.",
+            icon=":material/hourglass_top:",
+        )
+        if st.button("Cancel", key="train_cancel", icon=":material/close:"):
+            service.cancel(status.job_id)
+    elif status is not None and status.state in ACTIVE:
+        progress = status.current.progress
         if progress is None:
             st.progress(0.0, text="Starting: loading TensorFlow and MNIST, building the model…")
         else:
@@ -197,14 +229,16 @@ def show_job(slot: "TrainingSlot", follow: bool) -> None:
                 f"{progress.batches} · {progress.elapsed:.0f} s elapsed · "
                 f"ETA {format_seconds(progress.eta)}",
             )
-        if mine:
-            stopping = snapshot["stop_requested"]
-            if st.button("Stop", key="train_stop", type="secondary", disabled=stopping):
-                job.stop()
-                stopping = True
-            if stopping:  # in the page, not a toast: screen readers get toasts without a name
-                st.info("Stopping: the best weights so far are kept.")
-    history = snapshot["history"]
+        stopping = status.stop_requested
+        if st.button("Stop", key="train_stop", type="secondary", disabled=stopping):
+            service.stop(status.job_id)
+            stopping = True
+        if stopping:  # in the page, not a toast: screen readers get toasts without a name
+            st.info("Stopping: the best weights so far are kept.")
+    show_queue(statuses, job_id, runs)
+    if status is None:
+        return
+    history = status.current.history
     if history["loss"]:
         latest = {key: values[-1] for key, values in history.items() if values}
         cells = st.columns(4)
@@ -213,40 +247,55 @@ def show_job(slot: "TrainingSlot", follow: bool) -> None:
                 shown = f"{latest[key]:.2%}" if "accuracy" in key else f"{latest[key]:.4f}"
                 cell.metric(key.replace("_", " "), shown)
         st.plotly_chart(history_figure({"this run": history}), key="train_live_chart")
-    if job.running:
+    if status.active:
         return
     if follow:
         st.rerun()  # the job just ended: redraw the whole page (summary, sidebar model)
-    if not mine:
-        return  # another visitor's run: its outcome is theirs to see
-    if snapshot["state"] == "failed":
-        st.error(f"Training failed: {snapshot['error']}")
+    if status.state == "failed":
+        st.error(f"Training failed: {status.current.error}")
+    elif status.current.run_id is None:
+        st.info("Training cancelled before it started.")
+    else:
+        show_summary(status.current.run_id, status.job_id)
+
+
+def show_summary(run_id: str, job_id: str) -> None:
+    try:
+        run = app_state.run_store().get(run_id)
+    except MnistCoreError as error:  # deleted meanwhile
+        app_state.show_error(error)
         return
-    show_summary(job, snapshot["outcome"], job_id)
-
-
-def show_summary(job: "TrainingJob", run_id: str, job_id: str) -> None:
-    result = job.result
     if st.session_state.get("train_finished_job") != job_id:
         st.session_state["train_finished_job"] = job_id
         if BEFORE not in st.session_state:  # a job followed after a reload: no "before" known
             st.session_state[BEFORE] = None
         app_state.set_active_run(run_id)
+    metrics = run.metrics
     how = (
         "stopped by you"
-        if result.stopped
-        else ("stopped early (no better validation loss)" if result.stopped_early else "completed")
+        if metrics["stopped"]
+        else (
+            "stopped early (no better validation loss)" if metrics["stopped_early"] else "completed"
+        )
     )
+    epochs = metrics["epochs_run"]
     st.success(
-        f"Run `{run_id}` {how}: **{result.test_accuracy:.2%}** test accuracy, "
-        f"{result.epochs_run} epoch{'s' if result.epochs_run != 1 else ''} "
-        f"(best: {result.best_epoch}) in "
-        f"{result.train_seconds:.0f} s. It is now your active model."
+        f"Run `{run_id}` {how}: **{run.test_accuracy:.2%}** test accuracy, "
+        f"{epochs} epoch{'s' if epochs != 1 else ''} (best: {metrics['best_epoch']}) in "
+        f"{metrics['train_seconds']:.0f} s. It is now your active model."
     )
     drawings_view.before_after(st.session_state.get(BEFORE), run_id)
     st.page_link(
         app_state.page_path("results"), label="See its results", icon=":material/monitoring:"
     )
+
+
+def ordinal(number: int | None) -> str:
+    number = number or 0
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -259,25 +308,29 @@ st.title("Train")
 limits = app_state.demo_limits()
 if limits.describe():
     st.caption(limits.describe(), help="Caps set by whoever runs this server, for its memory.")
-slot = app_state.training_slot()
+service = app_state.job_service()
 share_view.load_train_again(limits, apply_settings)
 config = settings_form(limits)
-busy = slot.job is not None and slot.job.running
+job_id = app_state.my_job_id()
+statuses = service.jobs()
+busy = any(status.active and status.job_id == job_id for status in statuses)
+others_training = any(status.active for status in statuses)
 if st.button("Train", key="train_start", type="primary", disabled=config is None or busy):
-    job_id = app_state.start_training(config)
     # What "before" means on the summary: the run fine-tuned, else the model active until now.
     active = app_state.active_run()
     st.session_state[BEFORE] = config.start_from or (active.run_id if active else None)
-    if job_id is None:
-        st.warning("A training is already running on this server; wait for it to finish.")
+    try:
+        job_id = service.submit(config, owner=app_state.visitor_id())
+    except JobError as error:
+        app_state.show_error(error)
     else:
         app_state.remember_job(job_id)
-        busy = True
+        st.rerun()  # the page again, the Train button disabled while this job is on
 
 
-@st.fragment(run_every=0.5 if busy else None)
+@st.fragment(run_every=0.5 if busy or others_training else None)
 def live_job(follow: bool) -> None:
-    show_job(slot, follow)
+    show_job(job_id, follow)
 
 
 live_job(follow=busy)

@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -57,6 +56,11 @@ def page(name: str) -> AppTest:
     """The app, through its entry point (navigation and sidebar), opened at page `name`."""
     at = AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=TIMEOUT)
     return at.switch_page(f"pages/{name}.py")
+
+
+def run_folders(store: Path) -> list[Path]:
+    """The runs' folders in a run store, by name; not its hidden ones (the job queue's)."""
+    return sorted(path for path in store.iterdir() if not path.name.startswith("."))
 
 
 def canvas_with(digit: np.ndarray, size: int = 160, left: int = 20, top: int = 90) -> np.ndarray:
@@ -169,7 +173,7 @@ def test_results_shows_an_interrupted_run(
 ) -> None:
     runs = tmp_path / "runs"
     shutil.copytree(trained_runs, runs)
-    (run,) = runs.iterdir()
+    (run,) = run_folders(runs)
     metrics = json.loads((run / "metrics.json").read_text())
     # What a checkpoint of a killed training looks like: saved after epoch 1 of 2.
     metrics.update(status="interrupted", epochs_run=1, best_epoch=1)
@@ -222,7 +226,7 @@ def test_sketch_shows_the_canvas_first_and_keeps_it_when_the_model_is_broken(
 ) -> None:
     # The canvas and "Draw a digit" come before the model loads (TensorFlow loads while the
     # visitor draws); a model that cannot load is explained beside the canvas.
-    (run,) = own_runs.iterdir()
+    (run,) = run_folders(own_runs)
     (run / "model.keras").write_bytes(b"not a keras file")
 
     at = page("sketch").run()
@@ -359,34 +363,42 @@ def test_a_run_deleted_while_a_session_views_it(
     assert newest in listed and older not in listed
 
 
-def test_a_second_visitor_is_told_to_wait_while_one_trains(app_env: Path) -> None:
+def test_a_second_visitor_queues_behind_a_running_training_and_can_cancel(
+    own_runs: Path,  # a copy: the other visitor's run, stopped, must not reach other tests
+) -> None:
     from mnist_core.config import TrainConfig
-    from mnist_core.errors import DataError
     from pages import app_state
 
-    release = threading.Event()
-
-    def held_data():
-        release.wait(60)
-        raise DataError("released by the test")
-
-    slot = app_state.training_slot()  # the one every session of this process shares
-    assert slot.start(TrainConfig(), held_data) is not None  # the first visitor's job
+    service = app_state.job_service()  # the one every session of this server shares
+    other = service.submit(TrainConfig.preset("mlp"), owner="another visitor")
     try:
         at = page("train").run()
         assert not at.exception
-        assert "Another visitor is training a model; yours can start when it finishes." in [
-            info.value for info in at.info
-        ]
-        assert at.button(key="train_start").disabled
+        (queue,) = [d.value for d in at.dataframe if "time left" in d.value.columns]
+        assert list(queue[""]) == [""]  # one training, not theirs, and anonymous
+        assert list(queue["state"])[0] in ("starting", "running")
         assert [b for b in at.button if b.key == "train_stop"] == []  # not theirs to stop
-        assert slot.start(TrainConfig(epochs=1), held_data) is None
+
+        at.slider(key="train_epochs").set_value(1)
+        at.button(key="train_start").click().run()
+        assert not at.exception
+        (waiting,) = [i.value for i in at.info if "in line" in i.value]
+        assert re.fullmatch(r"Your training is 1st in line — about .+ until it starts\.", waiting)
+        assert at.button(key="train_start").disabled  # one job per visitor
+        (queue,) = [d.value for d in at.dataframe if "time left" in d.value.columns]
+        assert list(queue[""]) == ["", "yours"] and list(queue["state"])[1] == "waiting (1st)"
+
+        at.button(key="train_cancel").click().run()
+        at.run()
+        assert not at.exception
+        assert "Training cancelled before it started." in [i.value for i in at.info]
+        assert not at.button(key="train_start").disabled
     finally:
-        release.set()
-        slot.job.join(timeout=30)
-    at.run()
-    assert not at.exception and not at.error  # the other visitor's failure is theirs to see
-    assert not at.button(key="train_start").disabled
+        service.stop(other)
+    deadline = time.monotonic() + 120
+    while service.status(other).active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert service.status(other).state == "stopped"
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -515,7 +527,7 @@ def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
 
     assert not at.exception
     centred = to_mnist(canvas)
-    model = load_model_file(next(app_env.iterdir()) / "model.keras")
+    model = load_model_file(run_folders(app_env)[0] / "model.keras")
     digit, heat, _ = saliency_spec(at)["data"]
     np.testing.assert_allclose(plotly_array(digit["z"]), centred, atol=1e-6)
     np.testing.assert_allclose(plotly_array(heat["z"]), saliency(model, centred, 7), atol=1e-5)
@@ -686,7 +698,7 @@ def test_results_imports_a_bundle_and_refuses_garbage(trained_runs: Path, own_ru
     assert at.selectbox(key="results_run").value == imported.run_id  # the page keeps working
     assert {m.label: m.value for m in at.metric}["Test accuracy"] == shown["Test accuracy"]
     assert [run.run_id for run in RunStore(own_runs).list()] == [imported.run_id]
-    assert sorted(path.name for path in own_runs.iterdir()) == [imported.run_id]
+    assert [path.name for path in run_folders(own_runs)] == [imported.run_id]
 
 
 @pytest.mark.parametrize("epochs_cap", [None, "5"], ids=["no-caps", "epochs-capped"])
@@ -695,7 +707,7 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
 ) -> None:
     if epochs_cap is not None:
         monkeypatch.setenv("MNIST_MAX_EPOCHS", epochs_cap)
-    (run,) = own_runs.iterdir()
+    (run,) = run_folders(own_runs)
     # Far from both presets, with a learning rate and a batch size that no slider stop has.
     settings = {
         "architecture": "cnn",

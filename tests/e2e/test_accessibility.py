@@ -58,6 +58,9 @@ def assert_accessible(page: Page) -> None:
     theme = page.theme  # type: ignore[attr-defined]
     app = page.get_by_test_id("stApp")
     expect(app).to_have_css("background-color", BACKGROUND[theme])  # the visitor's theme
+    # Streamlit switches to a dark system setting's theme after the first render, and buttons
+    # fade to their new colours: axe must not read one halfway (white on the light blue).
+    page.wait_for_timeout(1000)
     assert blocking_violations(page) == [], f"axe-core, {theme} theme"
 
 
