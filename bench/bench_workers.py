@@ -56,6 +56,9 @@ def web_server(trainings: int, folder: Path) -> None:
             for number in range(1, trainings + 1):
                 ui.set_slider_to_minimum(page, "Epochs")
                 page.get_by_role("button", name="Train", exact=True).click()
+                # The previous training's summary goes first; then this one's arrives.
+                summary = page.get_by_test_id("stAlert").filter(has_text="test accuracy")
+                expect(summary).to_have_count(0, timeout=60_000)
                 ui.success_message(page, "test accuracy, 1 epoch")
                 ui.wait_until_idle(page)
                 expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled()
