@@ -8,12 +8,14 @@ import os
 import signal
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e import ui
+from tests.e2e.server import running_app
 
 pytestmark = pytest.mark.e2e
 
@@ -48,3 +50,26 @@ def test_a_killed_worker_is_reported_within_seconds_and_the_server_carries_on(
     with urllib.request.urlopen(app_url + "/_stcore/health", timeout=5) as response:
         assert response.read().decode() == "ok"  # the web server never noticed
     expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled()
+
+
+def test_two_visitors_train_at_once_with_two_workers(
+    new_page: Callable[[], Page], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_WORKERS", "2")
+    with running_app(tmp_path / "runs", tmp_path / "streamlit.log") as url:
+        visitors = [new_page(), new_page()]
+        for visitor in visitors:
+            ui.open_page(visitor, url + "/train", "Train")
+            visitor.get_by_role("button", name="Train", exact=True).click()
+        # Both progress at the same time: neither waits in the queue.
+        first = [ui.read_progress(visitor) for visitor in visitors]
+        for visitor, before in zip(visitors, first, strict=True):
+            visitor.bring_to_front()
+            ui.read_progress(visitor, beyond=before)
+            both = visitor.get_by_text("Trainings on this server (2), at most 2 at once")
+            expect(both).to_be_visible()
+            expect(visitor.get_by_text("in line")).to_have_count(0)
+        for visitor in visitors:
+            visitor.bring_to_front()
+            visitor.get_by_role("button", name="Stop", exact=True).click()
+            ui.success_message(visitor, "stopped by you", timeout=60_000)
