@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from mnist_core.job_service import JobState, read_request, write_state
+from mnist_core.jobs import TRAINING_NICENESS
 
 WRITE_INTERVAL_S = 0.25  # how often the state is written and the stop file looked for
 
@@ -26,6 +27,8 @@ def run(folder: Path) -> int:
     from mnist_core.jobs import TrainingJob
     from mnist_core.runs import PRETRAINED_DIR, RunRecorder, RunStore
 
+    if hasattr(os, "nice"):  # every thread of this process, TensorFlow's too: pages first
+        os.nice(TRAINING_NICENESS)
     request = read_request(folder)
     store = RunStore(bundled=PRETRAINED_DIR)  # fine-tuning may start from the pretrained run
     recorder = RunRecorder(store)  # checkpoints survive this process being killed
