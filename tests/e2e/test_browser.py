@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
+from mnist_core.drawings import DrawingSet
 from tests.e2e import ui
 from tests.e2e.server import drawings_dir
 from tests.needs import mnist_path
@@ -273,6 +274,18 @@ def test_your_drawings_loop_keep_score_and_train_on_them(
     assert len(saved) == 2
     with np.load(drawings / saved[-1]) as newest:
         assert int(newest["label"]) == 7 and newest["canvas"].shape == (280, 280, 4)
+    kept = DrawingSet(drawings).arrays()  # oldest first: the 0, then the 1 meant as a 7
+
+    # The set downloads as one .npz in MNIST's layout.
+    my_drawings.click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download all (.npz)").click()
+    assert download.value.suggested_filename == "my-drawings.npz"
+    with np.load(download.value.path()) as exported:
+        assert exported["x"].shape == (2, 28, 28) and exported["x"].dtype == np.uint8
+        assert exported["y"].tolist() == [0, 7]
+        np.testing.assert_array_equal(exported["x"], kept[0])
+        assert exported["x"].max() == 255 and exported["x"][:, :3].max() == 0  # centred ink
 
     # Results scores every run on MNIST's test set and on these two drawings.
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Results").click()
