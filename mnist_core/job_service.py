@@ -39,7 +39,6 @@ from mnist_core.errors import MnistCoreError
 from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
 
 ACTIVE = ("starting", "running")  # a worker process holds the job
-DONE = ("finished", "stopped", "failed", "interrupted")
 DEFAULT_MAX_QUEUE = 10  # waiting jobs, when MNIST_MAX_QUEUE is not set
 WORKER_DIED = (
     "The training process died (killed, or out of memory) after {epochs} epoch(s). Try fewer "

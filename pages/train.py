@@ -207,7 +207,14 @@ def show_job(job_id: str | None, follow: bool) -> None:
     """This visitor's training: its place in the queue, or its progress, metrics and curves,
     then how it ended; and the server's queue."""
     statuses = service.jobs()
-    runs = app_state.list_runs()
+    # The saved runs give the pace of a job that has not reported an ETA yet; this runs twice
+    # a second while anything trains, so the store is read only when such a job exists.
+    unmeasured = any(
+        s.active
+        and (s.current.progress is None or s.current.progress.eta != s.current.progress.eta)
+        for s in statuses
+    )
+    runs = app_state.list_runs() if unmeasured else []
     status = next((s for s in statuses if s.job_id == job_id), None)
     if status is not None and status.state == "queued":
         wait = wait_seconds(statuses, status.job_id, service.workers, runs)
