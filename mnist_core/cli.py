@@ -87,9 +87,15 @@ def _parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(handler=_runs)
 
-    export = commands.add_parser("export", help="write a run as one .zip bundle to share")
+    export = commands.add_parser(
+        "export", help="write a run as a .zip bundle to share, or its model as .onnx/.keras/.h5"
+    )
     export.add_argument("run", help="run id (the pretrained run's too), 'latest' or 'best'")
-    export.add_argument("file", help="the bundle to write, FILE.zip")
+    export.add_argument(
+        "file",
+        help="the file to write; its extension chooses: FILE.zip (run bundle), FILE.onnx "
+        "(ONNX Runtime), FILE.keras or FILE.h5 (Keras)",
+    )
     _add_runs_dir(export)
     export.set_defaults(handler=_export)
 
@@ -265,15 +271,18 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
-    from mnist_core.bundles import export_bundle
+EXPORT_FORMATS = (".zip", ".onnx", ".keras", ".h5")
 
+
+def _export(args: argparse.Namespace) -> int:
     target = Path(args.file)
-    if target.suffix != ".zip":
-        raise ConfigError("FILE", f"needs a .zip file name, got {args.file!r}")
+    if target.suffix not in EXPORT_FORMATS:
+        raise ConfigError(
+            "FILE", f"needs a .zip, .onnx, .keras or .h5 file name, got {args.file!r}"
+        )
     store, run_id = _resolve_run(args.runs_dir, args.run, with_pretrained=True)
-    data = export_bundle(store, run_id)
-    temp = target.with_name(f".tmp-{target.name}")  # a killed export leaves no half bundle
+    data = _exported(store, run_id, target.suffix)
+    temp = target.with_name(f".tmp-{target.name}")  # a killed export leaves no half file
     try:
         temp.write_bytes(data)
         os.replace(temp, target)
@@ -282,6 +291,30 @@ def _export(args: argparse.Namespace) -> int:
         raise ModelError(f"cannot write {args.file!r}: {error.strerror}") from error
     print(f"Exported run {run_id} to {target} ({len(data) / 1e6:.1f} MB)")
     return 0
+
+
+def _exported(store: Any, run_id: str, suffix: str) -> bytes:
+    """Run `run_id` as a bundle (.zip) or its model in the format of `suffix`."""
+    import tempfile
+
+    run = store.get(run_id)
+    if suffix == ".zip":
+        from mnist_core.bundles import export_bundle
+
+        return export_bundle(store, run_id)
+    if suffix == ".keras":
+        return run.model_path.read_bytes()
+    if suffix == ".onnx" and run.onnx_path.is_file():
+        return run.onnx_path.read_bytes()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"model{suffix}"
+        if suffix == ".h5":
+            store.export_h5(run_id, path)
+        else:  # a run saved before runs had an ONNX file
+            from mnist_core.onnx_export import export_onnx
+
+            export_onnx(store.load_model(run_id), path)
+        return path.read_bytes()
 
 
 def _import(args: argparse.Namespace) -> int:

@@ -9,30 +9,28 @@ Two saliency methods answer "which pixels made the model say this digit?":
       its gradient, so it works for any model. For a very confident prediction the drops are
       small (the probability is saturated), but where they fall still shows.
 
-Like `predict`, the compiled functions are traced once per model, hold the model only weakly
-and are shared by every thread: the dashboard's cached model serves many sessions at once.
+Everything but `saliency` works on an `serving.OnnxModel` without TensorFlow; gradients need a
+Keras model and TensorFlow (`gradients`, imported when first asked for). Keras models work
+everywhere too.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import keras
 import numpy as np
-import tensorflow as tf
 
+from mnist_core import serving
 from mnist_core.data import to_float
 from mnist_core.errors import ImageError, ModelError
-from mnist_core.models import IMAGE_SHAPE, NUM_CLASSES
-from mnist_core.predict import compiled_per_model, predict_proba
+from mnist_core.serving import IMAGE_SHAPE, OnnxModel
 
-_Compiled = Callable[..., tf.Tensor]
-_gradients: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()
-_feature_maps: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()
-_IMAGES = tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32)
+if TYPE_CHECKING:
+    import keras
+
+NUM_CLASSES = 10
+Model = Any  # an `OnnxModel`, or a Keras model (its functions import TensorFlow)
 
 
 @dataclass(frozen=True)
@@ -77,11 +75,11 @@ def saliency(model: keras.Model, image: np.ndarray, label: int | None = None) ->
         ImageError: `image` is not a single 28x28 image.
         ValueError: `label` is not a digit 0-9.
     """
+    from mnist_core.gradients import gradient_times_input  # TensorFlow: only here
+
     pixels = _one_image(image)
     target = -1 if label is None else _digit(label)
-    gradient_times_input = compiled_per_model(_gradients, model, _gradient_times_input)
-    values = gradient_times_input(tf.constant(pixels[np.newaxis]), tf.constant([target]))
-    values = values.numpy()[0]
+    values = gradient_times_input(model, pixels[np.newaxis], np.array([target]))[0]
     largest = float(np.abs(values).max())
     if largest == 0.0 or not np.isfinite(largest):
         return np.zeros(IMAGE_SHAPE, dtype=np.float32)
@@ -89,7 +87,7 @@ def saliency(model: keras.Model, image: np.ndarray, label: int | None = None) ->
 
 
 def occlusion(
-    model: keras.Model,
+    model: Model,
     image: np.ndarray,
     label: int | None = None,
     patch: int = 4,
@@ -104,7 +102,7 @@ def occlusion(
     stride 2 make at most 225 copies.
 
     Args:
-        model: maps (N, 28, 28) float32 to (N, 10) probabilities.
+        model: an `OnnxModel` or a Keras model, (N, 28, 28) float32 to (N, 10) probabilities.
         image: (28, 28) float in [0, 1] or uint8 in [0, 255], white digit on black.
         label: the digit to explain; None explains the model's prediction.
         patch: side of the blanked square, pixels, 1 to 28.
@@ -139,7 +137,7 @@ def occlusion(
     padded = np.repeat(frame[np.newaxis], len(changed) + 1, axis=0)
     for copy, (top, left) in enumerate(changed, start=1):  # copy 0 stays whole
         padded[copy, top : top + patch, left : left + patch] = 0.0
-    probabilities = predict_proba(model, padded[:, pad : pad + size, pad : pad + size])
+    probabilities = serving.probabilities(model, padded[:, pad : pad + size, pad : pad + size])
     target = int(np.argmax(probabilities[0])) if label is None else _digit(label)
     drops = np.zeros(len(corners), dtype=np.float64)  # (patches,)
     drops[np.flatnonzero(inked)] = probabilities[0, target] - probabilities[1:, target]
@@ -152,53 +150,52 @@ def occlusion(
     return (total[inside] / covered[inside]).astype(np.float32)
 
 
-def first_layer(model: keras.Model) -> FirstLayer:
+def first_layer(model: Model) -> FirstLayer:
     """The weights of the model's first Dense or Conv2D layer, as images.
 
     For an MLP, the first Dense layer's kernel (784, units) becomes (units, 28, 28): the
     pattern each unit looks for. For a convnet, the first Conv2D kernel (k, k, 1, filters)
-    becomes (filters, k, k).
+    becomes (filters, k, k). An `OnnxModel`'s come from the file's stored weights.
 
     Raises:
         ModelError: the model has neither layer, or its first Dense layer does not take the
             784 pixels of a 28x28 image.
     """
-    layer = _first_layer_of(model, (keras.layers.Dense, keras.layers.Conv2D))
-    if layer is None:
-        raise ModelError(
-            f"model {model.name!r} has no Dense or Conv2D layer whose weights could be shown; "
-            "pick a model trained by this tool"
-        )
-    kernel = np.asarray(layer.get_weights()[0], dtype=np.float32)
-    if isinstance(layer, keras.layers.Conv2D):
+    if isinstance(model, OnnxModel):
+        kind, name, kernel = model.first_weights()
+    else:
+        from mnist_core.gradients import first_keras_weights
+
+        kind, name, kernel = first_keras_weights(model)
+    if kind == "conv":
         filters = np.ascontiguousarray(kernel[:, :, 0, :].transpose(2, 0, 1))
         height, width = filters.shape[1:]
         return FirstLayer(
             kind="conv",
-            layer_name=layer.name,
+            layer_name=name,
             images=filters,
-            title=f"{layer.name}: {len(filters)} filters, {height}×{width}",
+            title=f"{name}: {len(filters)} filters, {height}×{width}",
         )
     pixels = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
     if kernel.shape[0] != pixels:
         raise ModelError(
-            f"the first Dense layer of model {model.name!r} takes {kernel.shape[0]} inputs, not "
+            f"the first Dense layer of the model ({name}) takes {kernel.shape[0]} inputs, not "
             f"the {pixels} pixels of an image, so its weights cannot be shown as images"
         )
     units = np.ascontiguousarray(kernel.T.reshape(-1, *IMAGE_SHAPE))
     return FirstLayer(
         kind="dense",
-        layer_name=layer.name,
+        layer_name=name,
         images=units,
-        title=f"{layer.name}: input weights of {len(units)} units",
+        title=f"{name}: input weights of {len(units)} units",
     )
 
 
-def activations(model: keras.Model, image: np.ndarray) -> np.ndarray | None:
+def activations(model: Model, image: np.ndarray) -> np.ndarray | None:
     """The feature maps the first Conv2D layer computes for one `(28, 28)` image.
 
     Args:
-        model: maps (N, 28, 28) float32 to (N, 10).
+        model: an `OnnxModel` or a Keras model, (N, 28, 28) float32 to (N, 10).
         image: (28, 28) float in [0, 1] or uint8 in [0, 255], white digit on black.
 
     Returns:
@@ -209,12 +206,14 @@ def activations(model: keras.Model, image: np.ndarray) -> np.ndarray | None:
     Raises:
         ImageError: `image` is not a single 28x28 image.
     """
-    pixels = _one_image(image)
-    if _first_layer_of(model, (keras.layers.Conv2D,)) is None:
-        return None
-    feature_maps = compiled_per_model(_feature_maps, model, _first_feature_maps)
-    maps = feature_maps(tf.constant(pixels[np.newaxis])).numpy()[0]  # (H, W, filters)
-    return np.ascontiguousarray(maps.transpose(2, 0, 1), dtype=np.float32)
+    pixels = _one_image(image)[np.newaxis]
+    if isinstance(model, OnnxModel):
+        maps = model.first_feature_maps(pixels)
+    else:
+        from mnist_core.gradients import first_feature_maps
+
+        maps = first_feature_maps(model, pixels)
+    return None if maps is None else np.ascontiguousarray(maps[0], dtype=np.float32)
 
 
 def _one_image(image: np.ndarray) -> np.ndarray:
@@ -233,64 +232,3 @@ def _digit(label: int) -> int:
     if not 0 <= label < NUM_CLASSES:
         raise ValueError(f"label must be a digit 0-9, got {label}")
     return int(label)
-
-
-def _first_layer_of(model: keras.Model, kinds: tuple[type, ...]) -> keras.layers.Layer | None:
-    return next((layer for layer in model.layers if isinstance(layer, kinds)), None)
-
-
-def _gradient_times_input(model: keras.Model) -> _Compiled:
-    """A traced function: images (N, 28, 28), labels (N,) (-1: predicted) -> (N, 28, 28)."""
-    scores = _class_scores(model)
-
-    @tf.function(input_signature=[_IMAGES, tf.TensorSpec([None], tf.int32)])
-    def gradient_times_input(images: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            logits = scores(images)  # (N, 10)
-            predicted = tf.argmax(logits, axis=1, output_type=tf.int32)
-            targets = tf.where(labels < 0, predicted, labels)
-            chosen = tf.gather(logits, targets, axis=1, batch_dims=1)  # (N,)
-        # Images are independent, so the gradient of the sum is each image's own gradient.
-        return tape.gradient(chosen, images) * images
-
-    gradient_times_input(tf.zeros([1, *IMAGE_SHAPE]), tf.constant([-1]))
-    return gradient_times_input
-
-
-def _class_scores(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
-    """images -> (N, 10) logits for a model ending in a softmax Dense layer, else its output.
-
-    Holds the model only weakly (the cache's value must not keep its key alive); the sub-model
-    holds its layers, which do not refer back to the model.
-    """
-    head = model.layers[-1]
-    softmax_head = (
-        isinstance(head, keras.layers.Dense)
-        and head.activation is keras.activations.softmax
-        and len(model.outputs) == 1
-    )
-    if not softmax_head:
-        model_ref = weakref.ref(model)
-        return lambda images: model_ref()(images, training=False)
-    features = keras.Model(model.input, head.input)  # everything up to the softmax layer
-
-    def logits(images: tf.Tensor) -> tf.Tensor:
-        hidden = features(images, training=False)
-        values = keras.ops.matmul(hidden, head.kernel)
-        return values + head.bias if head.use_bias else values
-
-    return logits
-
-
-def _first_feature_maps(model: keras.Model) -> _Compiled:
-    """A traced function: images (N, 28, 28) -> the first Conv2D's output (N, H, W, filters)."""
-    conv = _first_layer_of(model, (keras.layers.Conv2D,))
-    features = keras.Model(model.input, conv.output)
-
-    @tf.function(input_signature=[_IMAGES])
-    def feature_maps(images: tf.Tensor) -> tf.Tensor:
-        return features(images, training=False)
-
-    feature_maps(tf.zeros([1, *IMAGE_SHAPE]))
-    return feature_maps

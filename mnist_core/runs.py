@@ -33,6 +33,7 @@ import numpy as np
 
 from mnist_core.config import RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError
+from mnist_core.serving import ONNX_FILE
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
 PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results need no model
@@ -61,6 +62,12 @@ class RunInfo:
     @property
     def model_path(self) -> Path:
         return self.path / "model.keras"
+
+    @property
+    def onnx_path(self) -> Path:
+        """The model as ONNX, for predictions without TensorFlow (runs saved before it was
+        written, and checkpoints, may lack it: `serving.Conversions` writes it)."""
+        return self.path / ONNX_FILE
 
     @property
     def test_accuracy(self) -> float:
@@ -195,7 +202,15 @@ class RunStore:
                     indices=result.replay_indices,
                     probabilities=replay.astype(np.float16),
                 )
-            _without_optimizer(result.model).save(folder / "model.keras")
+            model = _without_optimizer(result.model)
+            model.save(folder / "model.keras")
+            if not checkpoint:  # a checkpoint gets its ONNX file when first used, if ever
+                from mnist_core.onnx_export import ExportRefused, convert_run
+
+                try:
+                    convert_run(folder)
+                except ExportRefused:
+                    pass  # recorded in the folder: predictions fall back to Keras
 
         return self.add(write, config.architecture, replacing=run_id)
 

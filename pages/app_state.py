@@ -1,6 +1,7 @@
 """Streamlit glue the pages share: session keys, cached resources and the job service.
 
-Nothing here imports TensorFlow at module level: the home page uses it and must start fast.
+Nothing here imports TensorFlow: pages predict with ONNX Runtime (`predictor`); only
+`keras_model`, for gradients, loads it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mnist_core.data import MnistData, describe_source, load_mnist
 from mnist_core.errors import MnistCoreError, ModelError
 from mnist_core.job_service import LocalJobs
 from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
+from mnist_core.serving import Classifier, Conversions, OnnxModel
 
 if TYPE_CHECKING:
     import keras
@@ -82,20 +84,76 @@ def load_data() -> MnistData:
     return load_mnist()
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _load_model(model_path: str, modified: float) -> keras.Model:
+@st.cache_resource(show_spinner=False)
+def _conversions() -> Conversions:
+    return Conversions()
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _load_onnx(path: str, modified: float) -> OnnxModel:
+    return OnnxModel(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading TensorFlow and the model…")
+def _load_keras(model_path: str, modified: float) -> keras.Model:
     from mnist_core.runs import load_model_file
 
     return load_model_file(model_path)
 
 
-def cached_model(run: RunInfo) -> keras.Model:
-    """The run's model, shared by every session: only ever used for prediction."""
+def _modified(run: RunInfo, path: Path) -> float:
     try:
-        modified = run.model_path.stat().st_mtime
+        return path.stat().st_mtime
     except OSError as error:
         raise ModelError(f"run {run.run_id!r} was deleted; pick another model") from error
-    return _load_model(str(run.model_path), modified)
+
+
+def keras_model(run: RunInfo) -> keras.Model:
+    """The run's Keras model, shared by every session. It needs TensorFlow (seconds and
+    hundreds of megabytes): only for what ONNX Runtime cannot do, gradients."""
+    return _load_keras(str(run.model_path), _modified(run, run.model_path))
+
+
+def predictor(run: RunInfo) -> Classifier | None:
+    """The model that predicts for `run` in this process, shared by every session: its ONNX
+    file in ONNX Runtime. None while that file is being written (a run saved before runs had
+    one; the conversion starts now, in the background); the Keras model when the file cannot
+    be written (its export disagreed with Keras). Raises ModelError."""
+    state = _conversions().state(run.path)
+    if state == "converting":
+        return None
+    if state == "failed":
+        return keras_model(run)
+    return _load_onnx(str(run.onnx_path), _modified(run, run.onnx_path))
+
+
+def prediction_model(run: RunInfo) -> Classifier | None:
+    """`predictor(run)` for a page: None after saying why (a conversion under way, which
+    reruns the page once done, or an error)."""
+    try:
+        model = predictor(run)
+    except MnistCoreError as error:
+        show_error(error)
+        return None
+    if model is None:
+        st.info(
+            "Preparing this model for fast predictions: a one-time conversion that takes "
+            "about ten seconds. The page updates by itself.",
+            icon=":material/hourglass_top:",
+        )
+        _rerun_when_converted(str(run.path))
+    elif not isinstance(model, OnnxModel):
+        st.caption(
+            f"This model predicts with TensorFlow here, which is slower: "
+            f"{_conversions().error(run.path)}."
+        )
+    return model
+
+
+@st.fragment(run_every=1.0)
+def _rerun_when_converted(folder: str) -> None:
+    if _conversions().state(Path(folder)) != "converting":
+        st.rerun()
 
 
 def show_error(error: MnistCoreError) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mnist_core import serving
 from mnist_core.drawings import Drawing, DrawingSet
 from mnist_core.errors import MnistCoreError
 from mnist_core.figures import digit_png
@@ -152,21 +153,23 @@ def thumbnails(drawings: list[Drawing]) -> str:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _accuracy(model_path: str, modified: float, fingerprint: str) -> float | None:
+def _accuracy(_model, model_path: str, modified: float, fingerprint: str) -> float | None:
     """A run's accuracy on your drawings (cached per model file and set of drawings)."""
-    from mnist_core.evaluate import evaluate
-    from mnist_core.runs import load_model_file
-
     images, labels = drawing_set().arrays()
     if len(images) == 0:
         return None
-    return evaluate(load_model_file(model_path), images, labels).accuracy
+    predicted = serving.probabilities(_model, images).argmax(axis=1)
+    return float(np.mean(predicted == labels))
 
 
 def accuracy(run) -> float | None:
-    """`run`'s accuracy on your drawings, or None when there are none."""
-    drawings = drawing_set()
-    return _accuracy(str(run.model_path), run.model_path.stat().st_mtime, drawings.fingerprint())
+    """`run`'s accuracy on your drawings; None when there are none, or while its model is
+    being prepared (`app_state.predictor`)."""
+    model = app_state.predictor(run)
+    if model is None:
+        return None
+    path = run.onnx_path if isinstance(model, serving.OnnxModel) else run.model_path
+    return _accuracy(model, str(path), path.stat().st_mtime, drawing_set().fingerprint())
 
 
 def scores_table(runs: list) -> None:

@@ -4,6 +4,7 @@ pixels an answer rests on (saliency) and what the model's first layer looks for.
 import numpy as np
 import streamlit as st
 
+from mnist_core import explain
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import digit_png
@@ -43,7 +44,7 @@ def preprocessing_steps(image: np.ndarray, steps: PreprocessSteps, source: str) 
             cell.image(digit_png(stage, scale=scale), caption=caption, alt=f"The digit, {caption}")
 
 
-def sketch_section(model, image: np.ndarray, predicted: int, source: str) -> None:
+def sketch_section(run, model, image: np.ndarray, predicted: int, source: str) -> None:
     """The Sketch page's "What the model sees" expander for the centred `(28, 28)` input.
 
     Computed only while the expander is open, so drawing stays fast when it is closed.
@@ -54,7 +55,7 @@ def sketch_section(model, image: np.ndarray, predicted: int, source: str) -> Non
     )
     with section:
         if section.open:
-            what_the_model_sees(model, image, predicted, key)
+            what_the_model_sees(run, model, image, predicted, key)
 
 
 def results_section(run, images: np.ndarray, evaluation: Evaluation, shown: list[int]) -> None:
@@ -79,17 +80,14 @@ def results_section(run, images: np.ndarray, evaluation: Evaluation, shown: list
             format_func=lambda i: f"#{i}: {labels[i]} → {predicted[i]} ({confidence[i]:.0%})",
             key=f"{key}_index",
         )
-        try:
-            model = app_state.cached_model(run)
-        except MnistCoreError as error:
-            app_state.show_error(error)
-            return
-        what_the_model_sees(model, images[index], int(predicted[index]), key)
+        model = app_state.prediction_model(run)
+        if model is not None:
+            what_the_model_sees(run, model, images[index], int(predicted[index]), key)
 
 
-def what_the_model_sees(model, image: np.ndarray, predicted: int, key: str) -> None:
+def what_the_model_sees(run, model, image: np.ndarray, predicted: int, key: str) -> None:
     """Saliency over one `(28, 28)` input and the model's first layer; widget keys start
-    with `key`."""
+    with `key`. `model` predicts (ONNX Runtime); gradients need the run's Keras model."""
     method_column, digit_column = st.columns(2)
     method = method_column.radio(
         "Saliency method",
@@ -106,11 +104,10 @@ def what_the_model_sees(model, image: np.ndarray, predicted: int, key: str) -> N
         key=f"{key}_digit",
     )
     digit = predicted if choice == PREDICTED else choice
-    from mnist_core import explain  # here: Results must not import TensorFlow until it is used
-
     try:
         if method == GRADIENT:
-            values = explain.saliency(model, image, digit)
+            with st.spinner("Loading TensorFlow for gradients: a few seconds, the first time."):
+                values = explain.saliency(app_state.keras_model(run), image, digit)
             score = f"gradient × input, score of {digit}"
         else:
             values = explain.occlusion(model, image, digit)

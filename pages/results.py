@@ -4,6 +4,7 @@ import json
 
 import streamlit as st
 
+from mnist_core import serving
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
@@ -22,9 +23,10 @@ def run_evaluation(run, data) -> Evaluation:
     """The run's answers on the test set: stored with the run, or computed once and cached."""
     probabilities = run.test_probabilities()
     if probabilities is None or len(probabilities) != len(data.y_test):
-        from mnist_core.predict import predict_proba
-
-        probabilities = predict_proba(app_state.cached_model(run), data.x_test)
+        model = app_state.prediction_model(run)
+        if model is None:
+            st.stop()  # said why; the page reruns once the model is ready
+        probabilities = serving.probabilities(model, data.x_test)
     return Evaluation(labels=data.y_test, probabilities=probabilities)
 
 
@@ -81,9 +83,21 @@ def downloads(run) -> None:
     def h5_bytes() -> bytes:
         return app_state.run_store().export_h5(run.run_id).read_bytes()
 
-    cells = st.columns(4)
+    cells = st.columns(5)
     cells[0].download_button(
-        "Model (.keras)", run.model_path.read_bytes(), f"{run.run_id}.keras", key="results_keras"
+        "Model (.keras)", run.model_path.read_bytes, f"{run.run_id}.keras", key="results_keras"
+    )
+    onnx_ready = app_state.predictor(run) is not None and run.onnx_path.is_file()
+    cells[2].download_button(
+        "Model (.onnx)",
+        run.onnx_path.read_bytes if onnx_ready else b"",
+        f"{run.run_id}.onnx",
+        key="results_onnx",
+        disabled=not onnx_ready,
+        help="For ONNX Runtime and other inference engines: inputs (N, 28, 28) floats in "
+        "[0, 1], outputs (N, 10) probabilities."
+        if onnx_ready
+        else "Not available for this model: see the message above.",
     )
     cells[1].download_button(
         "Model (.h5)",
@@ -92,14 +106,14 @@ def downloads(run) -> None:
         key="results_h5",
         help="The original script's format (mnist_model.h5).",
     )
-    cells[2].download_button(
+    cells[3].download_button(
         "History (.csv)",
         run.history_csv(),
         f"{run.run_id}-history.csv",
         "text/csv",
         key="results_history",
     )
-    cells[3].download_button(
+    cells[4].download_button(
         "Config (.json)",
         json.dumps(run.config.to_dict(), indent=2),
         f"{run.run_id}-config.json",

@@ -4,9 +4,10 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
-from mnist_core.errors import ImageError, MnistCoreError
+from mnist_core.errors import ImageError
 from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.preprocess import load_image, to_mnist_steps
+from mnist_core.serving import predict_digit
 from pages import app_state, drawings_view, explain_view
 
 CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
@@ -38,33 +39,22 @@ def pick_model():
     return next(run for run in runs if run.run_id == run_id)
 
 
-def model_or_error(run):
-    """The run's shared model, loading it on first use; None after showing why it failed."""
-    try:
-        return app_state.cached_model(run)
-    except MnistCoreError as error:
-        app_state.show_error(error)
-        return None
-
-
 def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     """The prediction panel for a drawn or uploaded `image` (any size, RGBA/RGB/gray)."""
     steps = to_mnist_steps(image) if image is not None else None
     if steps is None and source == "canvas":
         st.info("Draw a digit", icon=":material/draw:")
         st.html(probabilities_html(np.zeros(10)))  # the empty axes: a stroke fills them in
-        # The canvas is on screen already: the model (TensorFlow's import, the first time)
-        # loads while the visitor draws, so the first stroke does not wait for it.
-        model_or_error(run)
+        # The canvas is on screen already: the model loads while the visitor draws, so the
+        # first stroke does not wait for it.
+        app_state.prediction_model(run)
         return
     if steps is None:
         st.warning("No digit found in this image: use a photo of one dark or light digit.")
         return
-    model = model_or_error(run)
+    model = app_state.prediction_model(run)
     if model is None:
         return
-    from mnist_core.predict import predict_digit  # TensorFlow: imported once a model is needed
-
     digit, confidence, probabilities = predict_digit(model, steps.centred)
     left, right = st.columns([1, 2])
     left.metric("Prediction", str(digit))
@@ -83,7 +73,7 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
         on_added=clear_canvas if source == "canvas" else None,
     )
     explain_view.preprocessing_steps(image, steps, source)
-    explain_view.sketch_section(model, steps.centred, digit, source)
+    explain_view.sketch_section(run, model, steps.centred, digit, source)
 
 
 @st.fragment

@@ -366,6 +366,28 @@ def test_export_the_pretrained_run(
     assert not runs_dir.exists()  # exporting writes nothing into the store
 
 
+@pytest.mark.parametrize("without_onnx", [False, True])
+def test_export_the_model_as_onnx_keras_and_h5(
+    saved_run: str, runs_dir: Path, tmp_path: Path, trained, digits, without_onnx: bool
+) -> None:
+    from mnist_core.serving import ONNX_FILE, OnnxModel
+
+    if without_onnx:  # a run saved before runs had an ONNX file: converted for the export
+        (runs_dir / saved_run / ONNX_FILE).unlink()
+    expected = predict_proba(trained.model, digits.x_test)
+
+    for suffix in (".onnx", ".keras", ".h5"):
+        target = tmp_path / f"model{suffix}"
+        assert main(["export", saved_run, str(target), "--runs-dir", str(runs_dir)]) == 0
+        if suffix == ".onnx":
+            probabilities = OnnxModel(target).predict_proba(digits.x_test)
+        else:
+            probabilities = predict_proba(load_model_file(target), digits.x_test)
+        np.testing.assert_allclose(probabilities, expected, atol=1e-5)  # ONNX: other kernels
+    assert (runs_dir / saved_run / ONNX_FILE).exists() != without_onnx  # the run is untouched
+    assert filecmp.cmp(tmp_path / "model.keras", runs_dir / saved_run / "model.keras")
+
+
 def test_import_refuses_bad_bundles_with_exit_1(
     runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -386,7 +408,11 @@ def test_import_refuses_bad_bundles_with_exit_1(
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [
-        (["export", "latest", "run.tar"], 2, "error: FILE: needs a .zip file name, got 'run.tar'"),
+        (
+            ["export", "latest", "run.tar"],
+            2,
+            "error: FILE: needs a .zip, .onnx, .keras or .h5 file name, got 'run.tar'",
+        ),
         (["export", "latest"], 2, "the following arguments are required: file"),
         (["import"], 2, "the following arguments are required: file"),
         (["export", "20200101-000000-mlp-abcdef", "x.zip"], 1, "error: run '20200101-000000-mlp-"),

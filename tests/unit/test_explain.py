@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 from scipy import signal
 
-from mnist_core import explain
+from mnist_core import gradients
 from mnist_core.config import TrainConfig
 from mnist_core.errors import ImageError, ModelError
 from mnist_core.explain import activations, first_layer, occlusion, saliency
@@ -310,14 +310,14 @@ def test_concurrent_threads_get_the_single_threaded_results(digits) -> None:
     for image, (values, maps) in zip(images, threaded, strict=True):
         np.testing.assert_array_equal(values, saliency(model, image))
         np.testing.assert_array_equal(maps, activations(model, image))
-    assert len({id(explain._gradients[model]), id(explain._feature_maps[model])}) == 2
+    assert len({id(gradients._gradients[model]), id(gradients._feature_maps[model])}) == 2
 
 
 def test_explaining_does_not_keep_the_model_alive(digits) -> None:
     model = tiny_cnn()
     saliency(model, digits.x_test[0])
     activations(model, digits.x_test[0])
-    assert model in explain._gradients and model in explain._feature_maps
+    assert model in gradients._gradients and model in gradients._feature_maps
     alive = weakref.ref(model)
 
     del model

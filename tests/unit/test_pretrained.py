@@ -33,3 +33,19 @@ def test_pretrained_model_scores_what_it_claims(pretrained, mnist) -> None:
     stored = pretrained.test_probabilities()
     assert stored is not None and stored.shape == (10_000, 10)
     assert (stored.argmax(axis=1) == evaluation.predicted).mean() > 0.999
+
+
+def test_pretrained_onnx_model_reads_every_test_digit_as_keras_does(pretrained, mnist) -> None:
+    """The shipped model.onnx, which the web process predicts with, against Keras on all
+    10,000 test digits: the same digit every time, probabilities within 1e-4 (the export's
+    own limit; ONNX Runtime and TensorFlow run different kernels)."""
+    from mnist_core.predict import predict_proba
+    from mnist_core.serving import OnnxModel
+
+    keras_model = RunStore(bundled=PRETRAINED_DIR).load_model(pretrained.run_id)
+    expected = predict_proba(keras_model, mnist.x_test)
+
+    probabilities = OnnxModel(pretrained.onnx_path).predict_proba(mnist.x_test)
+
+    assert (probabilities.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert float(abs(probabilities - expected).max()) <= 1e-4

@@ -25,6 +25,7 @@ import pytest
 from mnist_core.errors import ModelError
 from mnist_core.evaluate import Evaluation
 from mnist_core.predict import predict_proba
+from mnist_core.serving import ONNX_FILE, OnnxModel
 from mnist_core.runs import (
     PROBABILITIES_FILE,
     REPLAY_FILE,
@@ -75,7 +76,11 @@ def test_saved_run_lists_and_loads(store: RunStore, run_id: str, trained, digits
     run = store.get(run_id)
     assert run.path == store.root / run_id
     assert sorted(p.name for p in run.path.iterdir()) == sorted(
-        [*RUN_FILES, PROBABILITIES_FILE, REPLAY_FILE]
+        [*RUN_FILES, PROBABILITIES_FILE, REPLAY_FILE, ONNX_FILE]
+    )
+    onnx = OnnxModel(run.onnx_path)  # the same model, for ONNX Runtime
+    np.testing.assert_allclose(
+        onnx.predict_proba(digits.x_test), predict_proba(trained.model, digits.x_test), atol=1e-5
     )
     assert run.config == trained.config
     assert run.history == trained.history
