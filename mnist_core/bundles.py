@@ -9,7 +9,9 @@ run's id, when the bundle was made).
 every JSON file, the probabilities array and the model's architecture are checked before the
 run is placed in the store, under a new id, with the store's atomic rename. The model is loaded
 by `runs.load_model_file`, which refuses code (Lambda layers, custom classes) and uses Keras'
-safe mode. Anything wrong raises `ModelError` with a one-line message, and leaves nothing behind.
+safe mode, in a subprocess that also writes its ONNX file (`serving.convert_now`): importing
+never brings TensorFlow into the web process. Anything wrong raises `ModelError` with a
+one-line message, and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ from mnist_core.runs import (
     RunInfo,
     RunStore,
     _first_line,
-    load_model_file,
 )
+from mnist_core.serving import convert_now
 
 BUNDLE_FORMAT = "mnist-run-bundle"
 BUNDLE_VERSION = 1
@@ -175,7 +177,9 @@ def import_bundle(store: RunStore, data: bytes) -> str:
     def write(folder: Path) -> None:
         (folder / "model.keras").write_bytes(members["model.keras"])
         try:
-            load_model_file(folder / "model.keras")  # refuses code; Keras' safe mode
+            # In a subprocess (no TensorFlow here): refuses code, loads in Keras' safe mode,
+            # writes the run's model.onnx.
+            convert_now(folder)
         except ModelError as error:
             raise _refused(str(error), "") from error
         for name, value in (

@@ -196,7 +196,8 @@ def _session(model: bytes, name: str) -> Any:
     except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ModelError(
-            f"ONNX Runtime cannot load {name!r}: {first_line}. Export the run again"
+            f"ONNX Runtime cannot load {name!r}: {first_line}. The file is damaged: export the "
+            "model again, or delete the run and train it again"
         ) from error
 
 

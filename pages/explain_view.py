@@ -16,10 +16,11 @@ GRADIENT = "gradient × input"
 OCCLUSION = "occlusion"
 PREDICTED = "predicted"
 METHOD_HELP = (
-    f"**{GRADIENT}**: how much each pixel's ink adds to the digit's score (its logit), to first "
-    "order; one backward pass, instant. Pixels without ink are 0 by construction. "
     f"**{OCCLUSION}**: how much the digit's probability drops when a 4×4 patch around each "
-    "pixel is blanked; asks the model 225 times, a little slower."
+    "pixel is blanked; asks the model up to 225 times, in milliseconds. "
+    f"**{GRADIENT}**: how much each pixel's ink adds to the digit's score (its logit), to first "
+    "order; pixels without ink are 0 by construction. Gradients need TensorFlow, which the "
+    "server loads the first time someone asks (a few seconds)."
 )
 
 
@@ -91,7 +92,7 @@ def what_the_model_sees(run, model, image: np.ndarray, predicted: int, key: str)
     method_column, digit_column = st.columns(2)
     method = method_column.radio(
         "Saliency method",
-        [GRADIENT, OCCLUSION],
+        [OCCLUSION, GRADIENT],
         horizontal=True,
         help=METHOD_HELP,
         key=f"{key}_method",

@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from mnist_core.serving import ONNX_FILE
+
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120  # seconds per script run: importing TensorFlow alone takes several
 
@@ -224,22 +226,65 @@ def test_sketch_predicts_a_drawn_digit(app_env: Path, mnist, index: int) -> None
 def test_sketch_shows_the_canvas_first_and_keeps_it_when_the_model_is_broken(
     own_runs: Path, mnist
 ) -> None:
-    # The canvas and "Draw a digit" come before the model loads (TensorFlow loads while the
-    # visitor draws); a model that cannot load is explained beside the canvas.
+    # The canvas and "Draw a digit" come before the model loads; a model that cannot load is
+    # explained beside the canvas.
     (run,) = run_folders(own_runs)
-    (run / "model.keras").write_bytes(b"not a keras file")
+    (run / ONNX_FILE).write_bytes(b"not an onnx file")
 
     at = page("sketch").run()
 
     assert not at.exception
     assert "Draw a digit" in [info.value for info in at.info]
     (error,) = at.error
-    assert "model.keras" in error.value
+    assert "cannot load 'model.onnx'" in error.value and "damaged" in error.value
     at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])
     at.run()
     assert not at.exception
     assert [e.value for e in at.error] == [error.value]
     assert [m for m in at.metric if m.label == "Prediction"] == []
+
+
+def wait_for_conversion(run: Path, timeout: float = 120) -> None:
+    """Until the background conversion of `run` (started by the page) has ended."""
+    from pages import app_state
+
+    deadline = time.monotonic() + timeout
+    while app_state._conversions().state(run) == "converting":
+        assert time.monotonic() < deadline, "the conversion to ONNX did not end"
+        time.sleep(0.2)
+
+
+def test_a_run_saved_without_onnx_is_converted_in_the_background(own_runs: Path, mnist) -> None:
+    (run,) = run_folders(own_runs)
+    (run / ONNX_FILE).unlink()  # saved before runs held one
+
+    at = page("sketch").run()
+    at.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])
+    at.run()
+
+    assert not at.exception and not at.error
+    assert any("Preparing this model for fast predictions" in i.value for i in at.info)
+    assert [m for m in at.metric if m.label == "Prediction"] == []
+    wait_for_conversion(run)
+    at.run()
+    assert not any("Preparing" in i.value for i in at.info)
+    assert [m.value for m in at.metric if m.label == "Prediction"] == [str(mnist.y_test[0])]
+    assert (run / ONNX_FILE).is_file()
+
+
+def test_a_run_whose_model_cannot_convert_says_why(own_runs: Path) -> None:
+    (run,) = run_folders(own_runs)
+    (run / ONNX_FILE).unlink()
+    (run / "model.keras").write_bytes(b"not a keras file")
+
+    page("sketch").run()
+    wait_for_conversion(run)
+    at = page("sketch").run()
+
+    assert not at.exception
+    (error,) = at.error
+    assert "model.keras" in error.value
+    assert "Draw a digit" in [info.value for info in at.info]
 
 
 def test_sketch_upload_predicts_and_rejects_non_images(app_env: Path, mnist) -> None:
@@ -501,9 +546,10 @@ def image_captions(at: AppTest) -> list[str]:
 
 
 def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
-    from mnist_core.explain import saliency
+    from mnist_core.explain import occlusion, saliency
     from mnist_core.preprocess import to_mnist
     from mnist_core.runs import load_model_file
+    from mnist_core.serving import OnnxModel
 
     canvas = canvas_with(mnist.x_test[0])  # a 7
     at = page("sketch")
@@ -527,25 +573,29 @@ def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
 
     assert not at.exception
     centred = to_mnist(canvas)
-    model = load_model_file(run_folders(app_env)[0] / "model.keras")
     digit, heat, _ = saliency_spec(at)["data"]
     np.testing.assert_allclose(plotly_array(digit["z"]), centred, atol=1e-6)
-    np.testing.assert_allclose(plotly_array(heat["z"]), saliency(model, centred, 7), atol=1e-5)
-    assert heat["colorbar"]["title"]["text"] == "gradient × input, score of 7"
+    assert heat["colorbar"]["title"]["text"] == "drop in p(7)"  # occlusion: no TensorFlow
+    onnx = OnnxModel(run_folders(app_env)[0] / ONNX_FILE)
+    np.testing.assert_allclose(plotly_array(heat["z"]), occlusion(onnx, centred, 7), atol=1e-6)
+    drops = plotly_array(heat["z"])
+    assert np.abs(drops[centred > 0.5]).mean() > 3 * np.abs(drops[centred == 0]).mean()
     assert "First layer, dense1: input weights of 256 units (the first 64 shown)" in (
         image_captions(at)
     )
 
-    at.radio(key="sketch_explain_canvas_method").set_value("occlusion").run()
+    at.radio(key="sketch_explain_canvas_method").set_value("gradient × input").run()
     assert not at.exception
+    model = load_model_file(run_folders(app_env)[0] / "model.keras")
     heat = saliency_spec(at)["data"][1]
-    assert heat["colorbar"]["title"]["text"] == "drop in p(7)"
-    drops = plotly_array(heat["z"])
-    assert np.abs(drops[centred > 0.5]).mean() > 3 * np.abs(drops[centred == 0]).mean()
+    np.testing.assert_allclose(plotly_array(heat["z"]), saliency(model, centred, 7), atol=1e-5)
+    assert heat["colorbar"]["title"]["text"] == "gradient × input, score of 7"
 
     at.selectbox(key="sketch_explain_canvas_digit").set_value(1).run()
     assert not at.exception
-    assert saliency_spec(at)["data"][1]["colorbar"]["title"]["text"] == "drop in p(1)"
+    assert (
+        saliency_spec(at)["data"][1]["colorbar"]["title"]["text"] == "gradient × input, score of 1"
+    )
 
 
 def test_sketch_shows_the_cnns_filters_and_feature_maps(app_env: Path, mnist) -> None:
@@ -566,6 +616,7 @@ def test_sketch_shows_the_cnns_filters_and_feature_maps(app_env: Path, mnist) ->
     captions = image_captions(at)
     assert "First layer, conv1: 32 filters, 5×5" in captions
     assert "What they find in this digit: conv1's output" in captions
+    at.radio(key="sketch_explain_canvas_method").set_value("gradient × input").run()
     heat = saliency_spec(at)["data"][1]
     centred = to_mnist(canvas)
     expected = saliency(load_model_file(pretrained / "model.keras"), centred, 2)
@@ -596,7 +647,7 @@ def test_results_explains_a_chosen_test_digit(app_env: Path, mnist) -> None:
     predicted = at.selectbox(key="results_explain_index").options[1].split(" → ")[1][0]
     spec = saliency_spec(at)
     np.testing.assert_allclose(plotly_array(spec["data"][0]["z"]), mnist.x_test[1] / 255, atol=1e-6)
-    assert spec["data"][1]["colorbar"]["title"]["text"] == f"gradient × input, score of {predicted}"
+    assert spec["data"][1]["colorbar"]["title"]["text"] == f"drop in p({predicted})"
 
     at.radio(key="results_show").set_value("misclassified").run()
     assert not at.exception

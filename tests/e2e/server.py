@@ -33,6 +33,9 @@ class AppStartError(RuntimeError):
     """The app did not answer its health check; the message ends with its log."""
 
 
+SERVER_PIDS: dict[str, int] = {}  # base URL -> process id of the servers running_app started
+
+
 def drawings_dir(runs_dir: Path) -> Path:
     """Where the app started by `running_app(runs_dir, ...)` keeps the drawings users add."""
     return runs_dir.parent / f"{runs_dir.name}-drawings"
@@ -95,16 +98,23 @@ def running_app(runs_dir: Path, log_path: Path, timeout: float = 60) -> Iterator
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+        SERVER_PIDS[url] = process.pid
         try:
             _wait_healthy(process, f"{url}/_stcore/health", timeout, log_path)
             yield url
         finally:
+            del SERVER_PIDS[url]
             process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+def tensorflow_loaded(url: str) -> bool:
+    """Whether the server at `url` (started by `running_app`) has TensorFlow's library mapped."""
+    return "libtensorflow" in Path(f"/proc/{SERVER_PIDS[url]}/maps").read_text()
 
 
 def _wait_healthy(

@@ -7,6 +7,8 @@ import io
 import json
 import re
 import stat
+import subprocess
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -27,7 +29,10 @@ from mnist_core.bundles import (
 from mnist_core.errors import ModelError
 from mnist_core.predict import predict_proba
 from mnist_core.runs import PRETRAINED_DIR, PROBABILITIES_FILE, REPLAY_FILE, RUN_FILES, RunStore
+from mnist_core.serving import ONNX_FILE
 from tests.unit.test_runs import model_with_lambda
+
+ROOT = Path(__file__).resolve().parents[2]
 
 REFUSED = "cannot import this run bundle: "
 
@@ -247,7 +252,28 @@ def test_a_bundle_without_probabilities_or_replay_imports(bundle: bytes, store: 
 
     assert store.get(new_id).test_probabilities() is None
     assert store.get(new_id).replay() is None
-    assert sorted(p.name for p in (store.root / new_id).iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in (store.root / new_id).iterdir()) == sorted(
+        [*RUN_FILES, ONNX_FILE]  # written on import, by the subprocess that checks the model
+    )
+
+
+def test_importing_leaves_tensorflow_out_of_the_importing_process(
+    bundle: bytes, tmp_path: Path
+) -> None:
+    """The web process imports bundles: the model is checked and converted in a subprocess."""
+    (tmp_path / "in.zip").write_bytes(bundle)
+    code = (
+        "import sys; from pathlib import Path; "
+        "from mnist_core.bundles import import_bundle; from mnist_core.runs import RunStore; "
+        f"store = RunStore({str(tmp_path / 'runs')!r}); "
+        f"run = store.get(import_bundle(store, Path({str(tmp_path / 'in.zip')!r}).read_bytes())); "
+        "from mnist_core.serving import OnnxModel; OnnxModel(run.onnx_path); "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def test_writer_pid_of_a_checkpoint_is_dropped(bundle: bytes, store: RunStore) -> None:

@@ -25,7 +25,6 @@ import pytest
 from mnist_core.errors import ModelError
 from mnist_core.evaluate import Evaluation
 from mnist_core.predict import predict_proba
-from mnist_core.serving import ONNX_FILE, OnnxModel
 from mnist_core.runs import (
     PROBABILITIES_FILE,
     REPLAY_FILE,
@@ -35,6 +34,7 @@ from mnist_core.runs import (
     RunStore,
     load_model_file,
 )
+from mnist_core.serving import ONNX_FILE, OnnxModel
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 
