@@ -1,9 +1,12 @@
-"""Sketch latency: from a 280x280 RGBA canvas to ten probabilities (`to_mnist` +
-`predict_proba`), one image at a time, beside Keras' `model.predict` on the same input.
+"""Sketch latency: from a 280x280 RGBA canvas to ten probabilities, one image at a time.
 
     MNIST_PATH=../shared/data/mnist.npz python bench/bench_latency.py [--calls 500]
 
-Uses the newest saved run of each architecture (`MNIST_RUNS_DIR`, then the pretrained run).
+For the newest saved run of each architecture (`MNIST_RUNS_DIR`, then the pretrained run):
+`to_mnist` alone, then `to_mnist` + the run's ONNX model in ONNX Runtime (what the web process
+does, one thread), beside the Keras paths on the same inputs: `predict_proba` (a traced
+function) and `model.predict`. Target for `cnn`, canvas to probabilities through ONNX Runtime:
+p50 <= 0.5 ms, p99 <= 2 ms.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from mnist_core.data import load_mnist  # noqa: E402
 from mnist_core.predict import predict_proba  # noqa: E402
 from mnist_core.preprocess import to_mnist  # noqa: E402
 from mnist_core.runs import PRETRAINED_DIR, RunStore  # noqa: E402
+from mnist_core.serving import OnnxModel  # noqa: E402
+
+TARGETS = {"cnn": (0.5, 2.0)}  # p50, p99 ms of canvas -> probabilities through ONNX Runtime
 
 
 def canvases(data, count: int) -> list[np.ndarray]:
@@ -51,12 +57,18 @@ def main() -> None:
     for run in store.list():
         newest.setdefault(run.config.architecture, run)
 
-    print(f"{'model':<6} {'path':<28} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'model':<6} {'path':<30} {'p50 ms':>8} {'p99 ms':>8}  target")
     for architecture, run in sorted(newest.items()):
         model = store.load_model(run.run_id)
+        onnx = OnnxModel(run.onnx_path)
         for name, predict in (
-            ("to_mnist + predict_proba", lambda image, m=model: predict_proba(m, image)),
-            ("to_mnist + model.predict", lambda image, m=model: m.predict(image[None], verbose=0)),
+            ("to_mnist alone", lambda image: image),
+            ("to_mnist + ONNX Runtime", onnx.predict_proba),
+            ("to_mnist + Keras predict_proba", lambda image, m=model: predict_proba(m, image)),
+            (
+                "to_mnist + Keras model.predict",
+                lambda image, m=model: m.predict(image[None], verbose=0),
+            ),
         ):
             for canvas in inputs[:5]:  # warm-up: tracing and caches
                 predict(to_mnist(canvas))
@@ -67,7 +79,12 @@ def main() -> None:
                 predict(to_mnist(canvas))
                 seconds.append(time.perf_counter() - start)
             p50, p99 = percentiles(seconds)
-            print(f"{architecture:<6} {name:<28} {p50:>8.2f} {p99:>8.2f}")
+            target = ""
+            if "ONNX" in name and architecture in TARGETS:
+                wanted = TARGETS[architecture]
+                met = p50 <= wanted[0] and p99 <= wanted[1]
+                target = f"p50 <= {wanted[0]}, p99 <= {wanted[1]} {'ok' if met else 'MISSED'}"
+            print(f"{architecture:<6} {name:<30} {p50:>8.3f} {p99:>8.3f}  {target}")
 
 
 if __name__ == "__main__":
