@@ -277,6 +277,22 @@ def convert_now(folder: Path, timeout: float = 300.0) -> None:
         raise ModelError(_last_line(result.stderr))
 
 
+def exported_model(run_id: str, runs_dir: Path, suffix: str, timeout: float = 300.0) -> bytes:
+    """Run `run_id`'s model as a `suffix` file (".h5", ...), written by
+    `python -m mnist_core export` in a subprocess: TensorFlow stays out of this process."""
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / f"model{suffix}"
+        command = ["-m", "mnist_core", "export", run_id, str(target), "--runs-dir", str(runs_dir)]
+        options = _converter(target) | {"args": [sys.executable, *command]}
+        try:
+            result = subprocess.run(**options, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as error:
+            raise ModelError(f"writing the model took over {timeout:.0f} s; try again") from error
+        if result.returncode != 0:
+            raise ModelError(_last_line(result.stderr))
+        return target.read_bytes()
+
+
 def _converter(folder: Path) -> dict[str, Any]:
     """How to start `python -m mnist_core.onnx_export FOLDER` from any working directory."""
     return {

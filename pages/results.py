@@ -80,8 +80,8 @@ def gallery(evaluation: Evaluation, images) -> list[int]:
 
 
 def downloads(run) -> None:
-    def h5_bytes() -> bytes:
-        return app_state.run_store().export_h5(run.run_id).read_bytes()
+    def h5_bytes() -> bytes:  # in a subprocess: TensorFlow stays out of the web process
+        return serving.exported_model(run.run_id, app_state.run_store().root, ".h5")
 
     cells = st.columns(5)
     cells[0].download_button(

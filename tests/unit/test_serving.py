@@ -255,3 +255,21 @@ def test_a_model_holding_code_is_refused_by_the_subprocess(tmp_path) -> None:
     with pytest.raises(ModelError, match="contains a Lambda layer"):
         convert_now(tmp_path)
     assert not (tmp_path / ONNX_FILE).exists()
+
+
+def test_a_model_file_is_written_by_a_subprocess(trained, digits, tmp_path) -> None:
+    """Results' .h5 download: the web process asks `python -m mnist_core export`."""
+    from mnist_core.runs import RunStore, load_model_file
+
+    run_id = RunStore(tmp_path / "runs").save(trained)
+
+    data = serving.exported_model(run_id, tmp_path / "runs", ".h5")
+
+    (tmp_path / "copy.h5").write_bytes(data)
+    np.testing.assert_allclose(
+        predict_proba(load_model_file(tmp_path / "copy.h5"), digits.x_test),
+        predict_proba(trained.model, digits.x_test),
+        atol=1e-6,
+    )
+    with pytest.raises(ModelError, match="run '20200101-000000-mlp-abcdef' does not exist"):
+        serving.exported_model("20200101-000000-mlp-abcdef", tmp_path / "runs", ".h5")
