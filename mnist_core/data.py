@@ -131,6 +131,25 @@ def load_mnist(path: str | os.PathLike[str] | None = None) -> MnistData:
     return _load_keras_cache()
 
 
+@dataclass(frozen=True)
+class TestDigits:
+    """MNIST's test split alone: what a web process showing results needs."""
+
+    x_test: np.ndarray = field(repr=False)  # (N_test, 28, 28) uint8
+    y_test: np.ndarray = field(repr=False)  # (N_test,) uint8
+    source: str
+
+
+def load_test_digits(path: str | os.PathLike[str] | None = None) -> TestDigits:
+    """The test split of `load_mnist(path)`, without keeping the 60,000 training digits
+    (47 MB) in memory: `load_mnist`'s cache is emptied. Raises DataError as it does."""
+    data = load_mnist(path)
+    test = TestDigits(data.x_test.copy(), data.y_test.copy(), data.source)
+    del data
+    _load_cached.cache_clear()
+    return test
+
+
 def describe_source(path: str | os.PathLike[str] | None = None) -> str:
     """Where `load_mnist(path)` would read MNIST from, without reading it (for display)."""
     if path is not None:

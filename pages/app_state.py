@@ -19,7 +19,7 @@ from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
 from mnist_core.config import DemoLimits
-from mnist_core.data import MnistData, describe_source, load_mnist
+from mnist_core.data import TestDigits, describe_source, load_test_digits
 from mnist_core.errors import MnistCoreError, ModelError
 from mnist_core.job_service import LocalJobs
 from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
@@ -79,9 +79,15 @@ def data_source() -> str:
     return describe_source()
 
 
-def load_data() -> MnistData:
-    """MNIST, loaded once per process (load_mnist caches it); raises DataError."""
-    return load_mnist()
+def load_data() -> TestDigits:
+    """MNIST's test digits, loaded once per process and data file; raises DataError. Training
+    happens in workers: this process never needs the training digits."""
+    return _test_digits(describe_source())
+
+
+@st.cache_resource(max_entries=1, show_spinner="Loading MNIST's test digits…")
+def _test_digits(source: str) -> TestDigits:
+    return load_test_digits()
 
 
 @st.cache_resource(show_spinner=False)

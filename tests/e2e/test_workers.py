@@ -73,3 +73,26 @@ def test_two_visitors_train_at_once_with_two_workers(
             visitor.bring_to_front()
             visitor.get_by_role("button", name="Stop", exact=True).click()
             ui.success_message(visitor, "stopped by you", timeout=60_000)
+
+
+def test_a_training_carries_on_through_a_web_server_restart(page: Page, tmp_path: Path) -> None:
+    """Workers run in their own process session: a new server finds the running job, its
+    progress goes on on the reloaded page, and Stop still reaches it."""
+    runs = tmp_path / "runs"
+    with running_app(runs, tmp_path / "first.log") as url:
+        ui.open_page(page, url + "/train", "Train")
+        ui.choose(page, "Preset", "cnn")  # long epochs: still training after the restart
+        ui.set_slider_to_minimum(page, "Validation split")  # a stop never waits for validation
+        page.get_by_role("button", name="Train", exact=True).click()
+        before = ui.read_progress(page)
+        job = page.url.split("?", 1)[1]  # the page's own job, kept in its address
+    pid = running_worker(runs)
+    os.kill(pid, 0)  # the server stopped; its worker did not
+
+    with running_app(runs, tmp_path / "second.log") as url:
+        ui.open_page(page, f"{url}/train?{job}", "Train")
+        ui.read_progress(page, beyond=before)
+        expect(page.get_by_text("Trainings on this server (1), at most 1 at once")).to_be_visible()
+        page.get_by_role("button", name="Stop", exact=True).click()
+        summary = ui.success_message(page, "stopped by you", timeout=60_000)
+    assert "stopped" in summary

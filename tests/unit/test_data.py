@@ -532,3 +532,19 @@ def test_real_mnist(mnist_path: Path) -> None:
     assert mnist.y_test[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert mnist.x_train.mean() / 255 == pytest.approx(0.1307, abs=1e-4)
     assert load_mnist(mnist_path) is mnist
+
+
+def test_test_digits_alone_are_the_test_split_and_the_training_set_is_not_kept(
+    tmp_path: Path,
+) -> None:
+    from mnist_core import data
+
+    expected = write_npz(tmp_path / "mnist.npz")
+    source = data.load_mnist(tmp_path / "mnist.npz").source
+
+    test = data.load_test_digits(tmp_path / "mnist.npz")
+
+    np.testing.assert_array_equal(test.x_test, expected["x_test"])
+    np.testing.assert_array_equal(test.y_test, expected["y_test"])
+    assert test.source == source
+    assert data._load_cached.cache_info().currsize == 0  # nothing holds the training digits
