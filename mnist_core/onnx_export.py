@@ -11,6 +11,7 @@ This module needs TensorFlow; workers and the command line use it, the web proce
 
 from __future__ import annotations
 
+import inspect
 import os
 import secrets
 import sys
@@ -54,15 +55,34 @@ def check_images(count: int = 64, seed: int = 0) -> np.ndarray:
 
 
 def inference_model(model: keras.Model) -> keras.Model:
-    """The same model with its training-only layers left out (same weights, shared)."""
+    """The same model with its training-only layers left out (same weights, shared).
+
+    A chain of layers (every model built here) is wired again with each layer called in
+    inference mode: a `clone_model` copy traced its batch normalisation in training mode, and
+    its export read digits wrongly. Other graphs are cloned; `export_onnx`'s check catches a
+    wrong export either way.
+    """
+    if not any(isinstance(layer, TRAINING_ONLY) for layer in model.layers):
+        return model
+    layers = model.layers
+    chain = all(
+        len(layer._inbound_nodes) == 1 and layer.input is previous.output
+        for previous, layer in zip(layers, layers[1:], strict=False)
+    )
+    if chain:
+        inputs = keras.Input(model.input_shape[1:], name=layers[0].name)
+        x = inputs
+        for layer in layers[1:]:
+            if not isinstance(layer, TRAINING_ONLY):
+                takes_training = "training" in inspect.signature(layer.call).parameters
+                x = layer(x, training=False) if takes_training else layer(x)
+        return keras.Model(inputs, x, name=model.name)
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, TRAINING_ONLY):
             return keras.layers.Identity(name=layer.name)
         return layer  # the layer itself: its weights are shared, not copied
 
-    if not any(isinstance(layer, TRAINING_ONLY) for layer in model.layers):
-        return model
     return keras.models.clone_model(model, clone_function=clone)
 
 
