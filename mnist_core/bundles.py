@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from mnist_core.config import LIMITS, RUN_ID, TrainConfig
-from mnist_core.errors import ConfigError, ModelError
+from mnist_core.errors import ConfigError, ModelError, first_line
 from mnist_core.jobs import HISTORY_KEYS
 from mnist_core.runs import (
     PROBABILITIES_FILE,
@@ -38,7 +38,6 @@ from mnist_core.runs import (
     RUN_FILES,
     RunInfo,
     RunStore,
-    _first_line,
 )
 from mnist_core.serving import convert_now
 
@@ -211,7 +210,7 @@ def _read_members(data: bytes) -> dict[str, bytes]:
         try:
             return {info.filename: archive.read(info) for info in archive.infolist()}
         except Exception as error:  # noqa: BLE001 - zipfile and zlib raise many types
-            raise _refused(f"it is damaged ({_first_line(error)})", _EXPORT_AGAIN) from error
+            raise _refused(f"it is damaged ({first_line(error)})", _EXPORT_AGAIN) from error
 
 
 def _check_archive(data: bytes, limits: Mapping[str, int], what: str) -> zipfile.ZipFile:
@@ -237,7 +236,7 @@ def _check_archive(data: bytes, limits: Mapping[str, int], what: str) -> zipfile
         archive = zipfile.ZipFile(io.BytesIO(data))
     except Exception as error:  # noqa: BLE001 - zipfile raises many types for a bad archive
         raise _refused(
-            f"{what} is a truncated or damaged zip archive ({_first_line(error)})", _EXPORT_AGAIN
+            f"{what} is a truncated or damaged zip archive ({first_line(error)})", _EXPORT_AGAIN
         ) from error
     try:
         _check_members(archive.infolist(), limits, what)
@@ -295,7 +294,7 @@ def _json(members: Mapping[str, bytes], name: str) -> Any:
     try:
         return json.loads(members[name])
     except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-        raise _refused(f"{name} is not valid JSON ({_first_line(error)})") from error
+        raise _refused(f"{name} is not valid JSON ({first_line(error)})") from error
 
 
 def _manifest(raw: bytes) -> dict[str, Any]:
@@ -437,7 +436,7 @@ def _probabilities(raw: bytes) -> np.ndarray:
     except ModelError:
         raise
     except (ValueError, OSError, EOFError) as error:
-        raise _refused(f"{expected} ({_first_line(error)})") from error
+        raise _refused(f"{expected} ({first_line(error)})") from error
     if not np.all(np.isfinite(array)) or array.min() < 0 or array.max() > 1:
         raise _refused(f"{expected}; it holds values outside 0 to 1")
     return array.astype(np.float32)
@@ -451,7 +450,7 @@ def _check_replay(raw: bytes) -> None:
         with np.load(io.BytesIO(raw), allow_pickle=False) as saved:
             indices, answers = saved["indices"], saved["probabilities"]
     except (ValueError, OSError, KeyError, EOFError) as error:
-        raise _refused(f"{expected} ({_first_line(error)})") from error
+        raise _refused(f"{expected} ({first_line(error)})") from error
     if (
         indices.ndim != 1
         or indices.dtype.kind not in "iu"

@@ -213,8 +213,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from mnist_core.errors import ImageError
-    from mnist_core.predict import predict_digit
     from mnist_core.preprocess import load_image, to_mnist
+    from mnist_core.serving import predict_digit
 
     store, run_id = _resolve_run(args.runs_dir, args.run)
     model = store.load_model(run_id)

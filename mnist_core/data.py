@@ -28,6 +28,7 @@ import numpy as np
 from mnist_core.errors import DataError
 
 IMAGE_SIZE = 28  # MNIST images are IMAGE_SIZE x IMAGE_SIZE pixels
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 NUM_CLASSES = 10
 
 HOW_TO_FIX = (

@@ -7,6 +7,13 @@ dashboard can show it as it is, without a traceback.
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error message, shortened: Keras appends whole configs to some."""
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
 class MnistCoreError(Exception):
     """Base class of every error mnist_core raises on purpose."""
 

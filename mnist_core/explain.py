@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mnist_core import serving
-from mnist_core.data import to_float
+from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES
 from mnist_core.errors import ImageError, ModelError
-from mnist_core.serving import IMAGE_SHAPE, OnnxModel
+from mnist_core.serving import OnnxModel
 
 if TYPE_CHECKING:
     import keras
 
-NUM_CLASSES = 10
 Model = Any  # an `OnnxModel`, or a Keras model (its functions import TensorFlow)
 
 
@@ -221,9 +220,7 @@ def _one_image(image: np.ndarray) -> np.ndarray:
     array = np.asarray(image)
     if array.shape != IMAGE_SHAPE:
         raise ImageError(f"expected one image of shape (28, 28), got {array.shape}")
-    if array.dtype == np.uint8:
-        return to_float(array)
-    return np.ascontiguousarray(array, dtype=np.float32)
+    return serving.as_images(array)[0]
 
 
 def _digit(label: int) -> int:

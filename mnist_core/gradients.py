@@ -15,9 +15,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mnist_core.data import IMAGE_SHAPE
 from mnist_core.errors import ModelError
 from mnist_core.predict import compiled_per_model
-from mnist_core.serving import IMAGE_SHAPE
 
 _Compiled = Callable[..., tf.Tensor]
 _gradients: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()

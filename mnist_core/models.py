@@ -10,9 +10,8 @@ import keras
 from keras import layers
 
 from mnist_core.config import CONVNETS, TrainConfig
+from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES
 
-NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
 AUGMENT_SHIFT = 0.1  # how far `augment` shifts images when `shift` is not set
 # Steps run inside one compiled call. Larger values cut Python overhead per batch (the MLP's
 # steps take about a millisecond), smaller ones keep progress and stop requests responsive.

@@ -16,8 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_core.data import to_float
-from mnist_core.errors import ImageError
+from mnist_core.serving import as_images
 
 _BATCH = 2048  # images per call: bounds activation memory for big inputs
 _forwards: weakref.WeakKeyDictionary[keras.Model, Callable[[tf.Tensor], tf.Tensor]] = (
@@ -32,14 +31,7 @@ def predict_proba(model: keras.Model, images: np.ndarray) -> np.ndarray:
     Pixels are floats in [0, 1], white digit on black (what `preprocess.to_mnist` returns);
     uint8 images in [0, 255] are scaled. Raises ImageError for any other shape.
     """
-    array = np.asarray(images)
-    if array.shape == (28, 28):
-        array = array[np.newaxis]
-    if array.ndim != 3 or array.shape[1:] != (28, 28):
-        raise ImageError(f"expected images of shape (N, 28, 28), got {array.shape}")
-    if array.dtype == np.uint8:
-        array = to_float(array)
-    array = np.ascontiguousarray(array, dtype=np.float32)
+    array = as_images(images)
     forward = _forward(model)
     if len(array) <= _BATCH:
         return forward(tf.constant(array)).numpy()
@@ -47,13 +39,6 @@ def predict_proba(model: keras.Model, images: np.ndarray) -> np.ndarray:
         forward(tf.constant(array[i : i + _BATCH])).numpy() for i in range(0, len(array), _BATCH)
     ]
     return np.concatenate(parts)
-
-
-def predict_digit(model: keras.Model, image: np.ndarray) -> tuple[int, float, np.ndarray]:
-    """(digit, confidence in [0, 1], probabilities (10,)) for one `(28, 28)` image."""
-    probabilities = predict_proba(model, image)[0]
-    digit = int(np.argmax(probabilities))
-    return digit, float(probabilities[digit]), probabilities
 
 
 def compiled_per_model(

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mnist_core.config import RUN_ID, TrainConfig
-from mnist_core.errors import ConfigError, ModelError
+from mnist_core.errors import ConfigError, ModelError, first_line
 from mnist_core.serving import ONNX_FILE
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
@@ -457,7 +457,7 @@ def load_model_file(path: str | os.PathLike[str]) -> Any:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelError(
-            f"cannot load model {path.name!r}: {_first_line(error)}. "
+            f"cannot load model {path.name!r}: {first_line(error)}. "
             "Use a .keras file saved by this tool"
         ) from error
     if tuple(model.input_shape[1:]) != (28, 28) or tuple(model.output_shape[1:]) != (10,):
@@ -494,7 +494,7 @@ def _model_config(path: Path) -> Any:
         kind = "an .h5 (HDF5)" if path.suffix == ".h5" else "a .keras"
         raise ModelError(
             f"cannot load model {path.name!r}: it is not {kind} model file, or it is damaged "
-            f"({_first_line(error)}). Use a .keras file saved by this tool"
+            f"({first_line(error)}). Use a .keras file saved by this tool"
         ) from error
 
 
@@ -520,13 +520,6 @@ def _code_in(config: Any) -> str | None:
                 return f"the custom object {registered!r} (custom code)"
             pending.extend(item.values())
     return None
-
-
-def _first_line(error: BaseException) -> str:
-    """The first line of an error message, shortened: Keras appends whole configs to some."""
-    lines = str(error).strip().splitlines()
-    line = lines[0] if lines else type(error).__name__
-    return line if len(line) <= 200 else line[:199] + "…"
 
 
 def _without_optimizer(model: Any) -> Any:

@@ -15,6 +15,7 @@ Nothing here imports TensorFlow or Streamlit.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -26,13 +27,12 @@ from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 
-from mnist_core.data import to_float
-from mnist_core.errors import ImageError, ModelError
+from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, to_float
+from mnist_core.errors import ImageError, ModelError, first_line
 
 ONNX_FILE = "model.onnx"
 ONNX_ERROR_FILE = "model.onnx.error"  # why a run has no ONNX model: the export was refused
 MAX_DIFFERENCE = 1e-4  # the largest |Δp| between ONNX Runtime and Keras an export may show
-IMAGE_SHAPE = (28, 28)
 _BATCH = 512  # images per call: bounds activation memory (a cnn: ~50 MB a call)
 _THREADS_VARIABLE = "MNIST_PREDICT_THREADS"
 EXPORT_REFUSED = 3  # exit status of `onnx_export` when the model loads but its export disagrees
@@ -104,7 +104,7 @@ class OnnxModel:
                 f"ONNX model {self.path.name!r} takes {[i.shape for i in inputs]}, not "
                 "(N, 28, 28) images; export it again with `python -m mnist_core export`"
             )
-        if list(outputs[0].shape[1:]) != [10]:
+        if list(outputs[0].shape[1:]) != [NUM_CLASSES]:
             raise ModelError(
                 f"ONNX model {self.path.name!r} gives {outputs[0].shape}, not (N, 10) "
                 "probabilities; export it again with `python -m mnist_core export`"
@@ -129,8 +129,15 @@ class OnnxModel:
         """The first Conv or Dense (MatMul, Gemm) layer: its kind, its Keras layer's name and
         its kernel in Keras' layout ((k, k, channels, filters) or (inputs, units)).
 
-        Raises ModelError when the graph has no such layer with stored weights."""
-        graph = self._graph()
+        Read from the file once: an open explanation asks again on every stroke. Raises
+        ModelError when the graph has no such layer with stored weights."""
+        return self._first_weights
+
+    @functools.cached_property
+    def _first_weights(self) -> tuple[Literal["dense", "conv"], str, np.ndarray]:
+        import onnx  # only for the explanations: predictions need ONNX Runtime alone
+
+        graph = onnx.load_from_string(self._bytes).graph
         weights = {tensor.name: tensor for tensor in graph.initializer}
         from onnx import numpy_helper
 
@@ -161,11 +168,6 @@ class OnnxModel:
             return None
         return self._maps_session.run([self._maps_output], {self._input: array})[0]
 
-    def _graph(self) -> Any:
-        import onnx  # only for the explanations: predictions need ONNX Runtime alone
-
-        return onnx.load_from_string(self._bytes).graph
-
     def _with_first_conv_output(self) -> tuple[Any, str | None]:
         import onnx
 
@@ -194,10 +196,9 @@ def _session(model: bytes, name: str) -> Any:
             model, sess_options=options, providers=["CPUExecutionProvider"]
         )
     except Exception as error:  # noqa: BLE001 - ONNX Runtime raises its own types
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise ModelError(
-            f"ONNX Runtime cannot load {name!r}: {first_line}. The file is damaged: export the "
-            "model again, or delete the run and train it again"
+            f"ONNX Runtime cannot load {name!r}: {first_line(error)}. The file is damaged: "
+            "export the model again, or delete the run and train it again"
         ) from error
 
 
@@ -245,7 +246,10 @@ class Conversions:
                 return "failed"
             log = self._logs[folder] = tempfile.TemporaryFile()  # a pipe could fill and block
             self._running[folder] = subprocess.Popen(
-                **_converter(folder), stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+                **_converter(folder),
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
             )
             return "converting"
 
@@ -282,10 +286,9 @@ def exported_model(run_id: str, runs_dir: Path, suffix: str, timeout: float = 30
     `python -m mnist_core export` in a subprocess: TensorFlow stays out of this process."""
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / f"model{suffix}"
-        command = ["-m", "mnist_core", "export", run_id, str(target), "--runs-dir", str(runs_dir)]
-        options = _converter(target) | {"args": [sys.executable, *command]}
+        command = _python("mnist_core", "export", run_id, str(target), "--runs-dir", str(runs_dir))
         try:
-            result = subprocess.run(**options, capture_output=True, timeout=timeout)
+            result = subprocess.run(**command, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as error:
             raise ModelError(f"writing the model took over {timeout:.0f} s; try again") from error
         if result.returncode != 0:
@@ -294,9 +297,15 @@ def exported_model(run_id: str, runs_dir: Path, suffix: str, timeout: float = 30
 
 
 def _converter(folder: Path) -> dict[str, Any]:
-    """How to start `python -m mnist_core.onnx_export FOLDER` from any working directory."""
+    """How to start `python -m mnist_core.onnx_export FOLDER`."""
+    return _python("mnist_core.onnx_export", str(folder))
+
+
+def _python(module: str, *arguments: str) -> dict[str, Any]:
+    """`subprocess` arguments for `python -m module arguments...` from any working directory,
+    without input and with TensorFlow's start-up chatter turned down."""
     return {
-        "args": [sys.executable, "-m", "mnist_core.onnx_export", str(folder)],
+        "args": [sys.executable, "-m", module, *arguments],
         "stdin": subprocess.DEVNULL,
         "cwd": Path(__file__).resolve().parent.parent,
         "env": {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},

@@ -120,12 +120,18 @@ def keras_model(run: RunInfo) -> keras.Model:
     return _load_keras(str(run.model_path), _modified(run, run.model_path))
 
 
+def conversion_state(run: RunInfo) -> str:
+    """Whether the run's ONNX file is "ready", "converting" (started now if it was missing)
+    or "failed" (it cannot be written; the run predicts with Keras)."""
+    return _conversions().state(run.path)
+
+
 def predictor(run: RunInfo) -> Classifier | None:
     """The model that predicts for `run` in this process, shared by every session: its ONNX
     file in ONNX Runtime. None while that file is being written (a run saved before runs had
     one; the conversion starts now, in the background); the Keras model when the file cannot
     be written (its export disagreed with Keras). Raises ModelError."""
-    state = _conversions().state(run.path)
+    state = conversion_state(run)
     if state == "converting":
         return None
     if state == "failed":

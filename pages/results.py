@@ -87,7 +87,7 @@ def downloads(run) -> None:
     cells[0].download_button(
         "Model (.keras)", run.model_path.read_bytes, f"{run.run_id}.keras", key="results_keras"
     )
-    onnx_ready = app_state.predictor(run) is not None and run.onnx_path.is_file()
+    onnx_ready = app_state.conversion_state(run) == "ready"
     cells[2].download_button(
         "Model (.onnx)",
         run.onnx_path.read_bytes if onnx_ready else b"",

@@ -15,7 +15,8 @@ from mnist_core import predict
 from mnist_core.config import TrainConfig
 from mnist_core.errors import ImageError
 from mnist_core.models import build_model
-from mnist_core.predict import predict_digit, predict_proba
+from mnist_core.predict import predict_proba
+from mnist_core.serving import predict_digit
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

@@ -22,6 +22,7 @@ from mnist_core.errors import ImageError, ModelError
 from mnist_core.models import build_model
 from mnist_core.onnx_export import ExportRefused, convert_run, export_onnx
 from mnist_core.predict import predict_proba
+from mnist_core.runs import _without_optimizer
 from mnist_core.serving import ONNX_ERROR_FILE, ONNX_FILE, Conversions, OnnxModel, convert_now
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
@@ -212,10 +213,6 @@ def test_a_refused_conversion_is_recorded_in_the_run_folder(trained, tmp_path, m
     monkeypatch.setattr(onnx_export, "MAX_DIFFERENCE", 1e-4)
     assert convert_run(tmp_path) <= 1e-4  # a later success clears the record
     assert serving.onnx_error(tmp_path) is None and (tmp_path / ONNX_FILE).is_file()
-
-
-def _without_optimizer(model: keras.Model) -> keras.Model:
-    return keras.Model(model.inputs, model.outputs, name=model.name)
 
 
 def test_a_missing_or_damaged_onnx_file_is_a_model_error(tmp_path) -> None:
