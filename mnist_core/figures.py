@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import plotly.express as px
+import plotly.colors
 import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-_COLOURS = px.colors.qualitative.Plotly
+_COLOURS = plotly.colors.qualitative.Plotly
 WRONG_COLOUR = "#d62728"  # plotly figures
 RIGHT_COLOUR = "#2ca02c"
 # The HTML pieces sit on Streamlit's light or dark theme: CSS light-dark() picks a colour by the
@@ -23,6 +24,26 @@ RIGHT_CSS = "light-dark(#15803d, #4ade80)"  # green: 5.0:1 on white, 10.8:1 on #
 FRAME_CSS = "light-dark(#d4d4d4, #4b4b4b)"  # a right tile's frame, quiet in both themes
 
 
+def pandas_first(build):
+    """Decorates a function that builds a plotly figure: pandas is fully imported first.
+
+    Plotly looks pandas up in `sys.modules` without importing it, so a figure built while
+    another thread (another visitor's table) is half-way through importing pandas crashed on
+    the half-initialised module; `import pandas` here waits for that import to finish. Not
+    imported at module level: Sketch uses this module's pictures, not its figures, and its
+    first visit is faster without pandas.
+    """
+
+    @functools.wraps(build)
+    def built_after_pandas(*args, **kwargs):
+        import pandas  # noqa: F401
+
+        return build(*args, **kwargs)
+
+    return built_after_pandas
+
+
+@pandas_first
 def history_figure(
     histories: Mapping[str, Mapping[str, Sequence[float]]],
     best_epochs: Mapping[str, int] | None = None,
@@ -85,6 +106,7 @@ def history_figure(
     return figure
 
 
+@pandas_first
 def gallery_figure(
     images: np.ndarray,
     labels: np.ndarray,
@@ -97,6 +119,8 @@ def gallery_figure(
     Wrong predictions get red titles. The original script's static sample gallery, zoomable.
     """
     count = len(images)
+    import plotly.express as px  # ~0.07 s, for this figure only
+
     figure = px.imshow(
         images,
         facet_col=0,
@@ -118,6 +142,7 @@ def gallery_figure(
     return figure
 
 
+@pandas_first
 def confusion_figure(confusion: np.ndarray) -> go.Figure:
     """The (10, 10) confusion matrix as a heatmap; rows true digits, columns predicted.
 
@@ -261,6 +286,7 @@ def gallery_html(
     )
 
 
+@pandas_first
 def per_class_figure(precision: np.ndarray, recall: np.ndarray) -> go.Figure:
     """Grouped bars of per-digit recall (accuracy on that digit) and precision."""
     digits = [str(d) for d in range(len(recall))]
@@ -292,6 +318,7 @@ def per_class_figure(precision: np.ndarray, recall: np.ndarray) -> go.Figure:
     return figure
 
 
+@pandas_first
 def replay_figure(answers: np.ndarray, labels: np.ndarray) -> go.Figure:
     """How sure the model was of each panel digit's true class after each epoch.
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from mnist_core.figures import as_uint8, png_bytes
+from mnist_core.figures import as_uint8, pandas_first, png_bytes
 
 DIVERGING = "RdBu_r"  # red: raises the score / excites the unit; blue: the opposite
 SEQUENTIAL = "Viridis"  # for feature maps, which are >= 0 after ReLU
@@ -24,6 +24,7 @@ OUTLINE_COLOUR = "rgba(60, 60, 60, 0.8)"  # the digit's outline: dark on white, 
 MAX_TILES = 64
 
 
+@pandas_first
 def saliency_figure(image: np.ndarray, values: np.ndarray, score_name: str) -> go.Figure:
     """The `(28, 28)` input beside its `(28, 28)` signed saliency, outlined by the digit.
 

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps
-from scipy import ndimage
 
 from mnist_core.config import MAX_UPLOAD_BYTES
 from mnist_core.errors import ImageError
@@ -28,6 +27,15 @@ MNIST_CENTRE = 14.0  # mean centre of mass of the MNIST training digits, (row, c
 NOISE_FLOOR = 0.1
 # Ink weaker than this fraction of the strongest ink is shading or smudge, not stroke.
 RELATIVE_FLOOR = 0.2
+
+
+def ndimage():
+    """`scipy.ndimage`, imported on first use (~0.1 s): a page that shows an empty canvas
+    calls this after drawing it, so the import happens while the visitor draws."""
+    from scipy import ndimage as module
+
+    return module
+
 
 # Stroke widths at the 20-pixel box scale: MNIST's median is about 1.9 px and only 10 % of its
 # digits are thinner than 1.4 px. A 1-px pen on the 280-px canvas would shrink to ~0.1 px, so
@@ -262,7 +270,7 @@ def _widen_thin_strokes(cropped: np.ndarray) -> np.ndarray:
     if growth < 1:
         return cropped
     padded = np.pad(cropped, growth)
-    widened = ndimage.maximum_filter(padded, size=growth + 1)
+    widened = ndimage().maximum_filter(padded, size=growth + 1)
     rows = np.flatnonzero(widened.any(axis=1))
     cols = np.flatnonzero(widened.any(axis=0))
     return widened[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -322,7 +330,7 @@ def _fit_box(cropped: np.ndarray) -> np.ndarray:
 def _centre(scaled: np.ndarray) -> np.ndarray:
     """Place `scaled` in a 28x28 frame with its centre of mass at (14, 14), kept inside."""
     height, width = scaled.shape
-    mass_row, mass_col = ndimage.center_of_mass(scaled)
+    mass_row, mass_col = ndimage().center_of_mass(scaled)
     # Whole-pixel shifts, as MNIST did: a sub-pixel shift would blur the strokes.
     top = min(max(round(MNIST_CENTRE - mass_row), 0), MNIST_SIZE - height)
     left = min(max(round(MNIST_CENTRE - mass_col), 0), MNIST_SIZE - width)

@@ -10,10 +10,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-# Imported here, before any page runs: plotly looks pandas up in sys.modules without importing
-# it, so a page building a figure while another script thread is still importing pandas (the
-# home page's table, then a quick click to Results) crashed on a half-initialised module.
-import pandas  # noqa: F401
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner

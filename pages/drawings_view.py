@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from mnist_core import serving
@@ -165,6 +164,8 @@ def _accuracy(_model, model_path: str, modified: float, fingerprint: str) -> flo
 def accuracy(run) -> float | None:
     """`run`'s accuracy on your drawings; None when there are none, or while its model is
     being prepared (`app_state.predictor`)."""
+    if not drawing_set().fingerprint():  # no drawings: no need to load the model for it
+        return None
     model = app_state.predictor(run)
     if model is None:
         return None
@@ -271,6 +272,8 @@ def _scores(run, count: int) -> dict:
 
 
 def _show(rows: list[dict], count: int, key: str, formats: dict | None = None) -> None:
+    import pandas as pd  # only for tables: Sketch's first visit does without its ~0.2 s import
+
     formats = {"MNIST test": "%.2f %%", f"your drawings ({count})": "%.1f %%", **(formats or {})}
     st.dataframe(
         pd.DataFrame(rows),

@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
 
+from mnist_core import preprocess
 from mnist_core.errors import ImageError
 from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.preprocess import load_image, to_mnist_steps
@@ -45,9 +46,10 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     if steps is None and source == "canvas":
         st.info("Draw a digit", icon=":material/draw:")
         st.html(probabilities_html(np.zeros(10)))  # the empty axes: a stroke fills them in
-        # The canvas is on screen already: the model loads while the visitor draws, so the
-        # first stroke does not wait for it.
+        # The canvas is on screen already: the model and the image code load while the
+        # visitor draws, so the first stroke does not wait for them.
         app_state.prediction_model(run)
+        preprocess.ndimage()
         return
     if steps is None:
         st.warning("No digit found in this image: use a photo of one dark or light digit.")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -204,3 +206,19 @@ def test_replay_figure_colours_each_digit_by_its_true_class_probability() -> Non
     assert list(heatmap.x) == [1, 2, 3]
     assert list(heatmap.y) == ["#1: a 7", "#2: a 2"]
     assert np.asarray(heatmap.customdata).tolist() == [[1, 7, 7], [4, 4, 4]]
+
+
+def test_sketch_code_leaves_pandas_out_until_a_figure_needs_it() -> None:
+    """Sketch's first visit skips pandas' import (≈ 0.2 s); a plotly figure imports it first,
+    so plotly never sees another thread's half-imported pandas."""
+    code = (
+        "import sys, numpy as np\n"
+        "import mnist_core.figures as f, mnist_core.preprocess, mnist_core.serving\n"
+        "before = 'pandas' in sys.modules or 'scipy.ndimage' in sys.modules\n"
+        "f.confusion_figure(np.eye(10, dtype=int))\n"
+        "print(before, 'pandas' in sys.modules)\n"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert output == ["False", "True"]
