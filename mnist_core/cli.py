@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -66,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--save", help="also save the model to FILE.keras or FILE.h5")
     train.add_argument("--report", help="write loss curves and a sample gallery as HTML here")
     train.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    _add_ray(train)
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a saved run on the MNIST test set")
@@ -107,6 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_ray(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="train on this Ray cluster (auto, HOST:PORT of its head node, ray://HOST:10001; "
+        "default: $MNIST_RAY_ADDRESS, else on this machine); the run lands in --runs-dir",
+    )
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", help="run store folder (default: $MNIST_RUNS_DIR or runs/)")
 
@@ -127,6 +138,11 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig.preset(args.preset, **overrides)
     if args.save and Path(args.save).suffix not in (".keras", ".h5"):
         raise ConfigError("--save", f"needs a .keras or .h5 file name, got {args.save!r}")
+    from mnist_core.job_service import ray_address
+
+    address = args.ray or ray_address()
+    if address:
+        return _train_on_cluster(args, config, address)
 
     from mnist_core.data import load_mnist
     from mnist_core.runs import RunRecorder, RunStore
@@ -163,6 +179,70 @@ def _train(args: argparse.Namespace) -> int:
     }
     _print_summary(summary, args.json)
     return 0
+
+
+def _train_on_cluster(args: argparse.Namespace, config: TrainConfig, address: str) -> int:
+    """`train --ray`: the training runs as a job on the cluster; the run lands here."""
+    if args.report or args.data:
+        flag = "--report" if args.report else "--data"
+        raise ConfigError(flag, "is not available with --ray (the cluster reads $MNIST_PATH)")
+    import uuid
+
+    from mnist_core.job_service import job_service
+    from mnist_core.runs import RunStore
+
+    store = RunStore(args.runs_dir)
+    service = job_service(store.root, ray=address)
+    job_id = service.submit(config, owner=f"cli-{uuid.uuid4().hex[:8]}")
+    print(f"Training {args.preset} on the Ray cluster at {address} (job {job_id})", file=sys.stderr)
+    status = _follow(service, job_id, sys.stderr)
+    if status.state == "failed":
+        raise MnistCoreError(status.current.error or "the training failed on the cluster")
+    run = store.get(status.current.run_id)
+    if args.save:
+        _save_copy(store, run.run_id, Path(args.save))
+    metrics = run.metrics
+    summary = {
+        "run_id": run.run_id,
+        "model_path": str(run.model_path),
+        "test_accuracy": float(metrics["test_accuracy"]),
+        "test_loss": float(metrics["test_loss"]),
+        "epochs_run": metrics["epochs_run"],
+        "best_epoch": metrics["best_epoch"],
+        "stopped_early": metrics["stopped_early"],
+        "train_seconds": round(float(metrics["train_seconds"]), 2),
+    }
+    _print_summary(summary, args.json)
+    return 130 if status.state == "stopped" else 0
+
+
+def _follow(service: Any, job_id: str, stream: TextIO) -> Any:
+    """Wait for a job to end and its run to land, printing its state and each epoch's
+    metrics; Ctrl-C stops it (keeping its best epoch). Its final status."""
+    from mnist_core.job_service import ordinal
+
+    shown_state, epochs = None, 0
+    while True:
+        try:
+            service.tick()
+            status = service.status(job_id)
+            if status.state != shown_state:
+                where = f" ({ordinal(status.position)} in the queue)" if status.position else ""
+                stream.write(f"{status.state}{where}\n")
+                shown_state = status.state
+            history = status.current.history
+            for epoch in range(epochs, len(history["loss"])):
+                values = "  ".join(f"{key} {history[key][epoch]:.4f}" for key in history)
+                total = status.request.config.epochs
+                stream.write(f"Epoch {epoch + 1}/{total}  {values}\n")
+            epochs = len(history["loss"])
+            stream.flush()
+            if not status.active and (status.current.run_id or status.state == "failed"):
+                return status
+            time.sleep(0.25)
+        except KeyboardInterrupt:
+            stream.write("stopping (the best epoch so far is kept)...\n")
+            service.stop(job_id)
 
 
 def _save_copy(store: Any, run_id: str, target: Path) -> None:

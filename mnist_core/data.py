@@ -147,8 +147,13 @@ def load_test_digits(path: str | os.PathLike[str] | None = None) -> TestDigits:
     data = load_mnist(path)
     test = TestDigits(data.x_test.copy(), data.y_test.copy(), data.source)
     del data
-    _load_cached.cache_clear()
+    clear_cache()
     return test
+
+
+def clear_cache() -> None:
+    """Forget the data sets `load_mnist` keeps (≈ 55 MB each), e.g. in a web process."""
+    _load_cached.cache_clear()
 
 
 def describe_source(path: str | os.PathLike[str] | None = None) -> str:

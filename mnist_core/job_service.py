@@ -168,6 +168,36 @@ def wait_seconds(statuses: list[JobStatus], job_id: str, workers: int, runs: lis
     return sum(ahead) / max(1, workers)
 
 
+def ordinal(number: int | None) -> str:
+    """1st, 2nd, 3rd, 4th… (a place in the queue)."""
+    number = number or 0
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def ray_address(environ: dict[str, str] | None = None) -> str | None:
+    """`MNIST_RAY_ADDRESS` (`auto`, `HOST:PORT` of a head node, `ray://HOST:10001`), or None
+    when trainings run on this machine."""
+    value = (environ if environ is not None else os.environ).get("MNIST_RAY_ADDRESS", "")
+    return value.strip() or None
+
+
+def job_service(runs_dir: str | os.PathLike[str], ray: str | None = None) -> Any:
+    """The job service for the run store `runs_dir`: on the Ray cluster at `ray` (default
+    `MNIST_RAY_ADDRESS`) when there is one, else `LocalJobs`. Ray is imported only then.
+
+    Raises JobError when the cluster cannot be reached.
+    """
+    address = ray or ray_address()
+    if address is None:
+        return LocalJobs(runs_dir)
+    from mnist_core.ray_jobs import RayJobs
+
+    return RayJobs(runs_dir, address)
+
+
 def max_workers(environ: dict[str, str] | None = None) -> int:
     """`MNIST_WORKERS`: how many trainings run at once (default 1; an invalid value is 1)."""
     return _positive_int((environ if environ is not None else os.environ).get("MNIST_WORKERS"), 1)

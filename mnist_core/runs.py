@@ -16,6 +16,7 @@ code (Lambda layers, classes from outside Keras): a model file can never run cod
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -227,16 +228,21 @@ class RunStore:
         raise ModelError(f"cannot find a free run id in {self.root}; try again")
 
     def add(
-        self, write: Callable[[Path], None], architecture: str, *, replacing: str | None = None
+        self,
+        write: Callable[[Path], None],
+        architecture: str,
+        *,
+        replacing: str | None = None,
+        run_id: str | None = None,
     ) -> str:
         """Add a run whose files `write(folder)` puts into an empty folder; its run id.
 
         The folder stays hidden (`.tmp-*`) until `write` returns. Then it is renamed into
         place under a new id, never over an existing run, or with `replacing` it takes the
         place of that run (see `_replace`). If anything raises, the folder is removed and
-        the error propagates.
+        the error propagates. `run_id` is the id to take if it is free.
         """
-        run_id = replacing or _new_run_id(architecture)
+        run_id = replacing or run_id or _new_run_id(architecture)
         self.root.mkdir(parents=True, exist_ok=True)
         # Unique even if another process draws the same run id in the same second.
         temp = self.root / f"{_TEMP_PREFIX}{run_id}-{secrets.token_hex(4)}"
@@ -369,6 +375,33 @@ class RunStore:
         except FileNotFoundError as error:
             raise ModelError(f"run {run_id!r} does not exist (it may have been deleted)") from error
         shutil.rmtree(trash, ignore_errors=True)
+
+    def add_packed(self, packed: bytes, run_id: str | None = None) -> str:
+        """Add a run that `pack_run` packed (on another machine, say); its id: `run_id` if
+        given and free, else a new one.
+
+        Raises ModelError when `packed` is not a packed run; nothing is saved then.
+        """
+        try:
+            with zipfile.ZipFile(io.BytesIO(packed)) as archive:
+                names = archive.namelist()
+                unsafe = [n for n in names if "/" in n or "\\" in n or n.startswith(".")]
+                missing = [n for n in RUN_FILES if n not in names]
+                if unsafe or missing:
+                    raise ModelError(
+                        f"not a packed run ({'unexpected ' + unsafe[0] if unsafe else 'no '}"
+                        f"{'' if unsafe else missing[0]})"
+                    )
+                config = TrainConfig.from_dict(json.loads(archive.read("config.json")))
+
+                def write(folder: Path) -> None:
+                    for name in names:
+                        (folder / name).write_bytes(archive.read(name))
+                    self._read(folder)  # complete and readable, or nothing is saved
+
+                return self.add(write, config.architecture, run_id=run_id)
+        except (zipfile.BadZipFile, ValueError, KeyError, ConfigError) as error:
+            raise ModelError(f"not a packed run ({first_line(error)})") from error
 
     def _path(self, run_id: str) -> Path:
         if not isinstance(run_id, str) or not RUN_ID.match(run_id):
@@ -531,6 +564,16 @@ def _without_optimizer(model: Any) -> Any:
     import keras
 
     return keras.Model(model.inputs, model.outputs, name=model.name)
+
+
+def pack_run(path: str | os.PathLike[str]) -> bytes:
+    """The files of the run folder at `path` as zip bytes, for `RunStore.add_packed`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # the files are compact
+        for file in sorted(Path(path).iterdir()):
+            if file.is_file() and not file.name.startswith("."):
+                archive.write(file, file.name)
+    return buffer.getvalue()
 
 
 def _new_run_id(architecture: str) -> str:

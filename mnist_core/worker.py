@@ -4,6 +4,9 @@ It trains the job's config in this process, writes the job's state (progress, pe
 history) a few times a second, stops within about a second once a `stop` file appears in the
 folder, saves the run under `$MNIST_RUNS_DIR` (with checkpoints at each better epoch, so a
 worker that is killed leaves an interrupted run) and writes the final state.
+
+`follow` is the part both backends share: the Ray backend (`ray_jobs`) reports the same states
+to its queue instead of a folder.
 """
 
 from __future__ import annotations
@@ -11,39 +14,68 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from mnist_core.job_service import JobState, read_request, write_state
 from mnist_core.jobs import TRAINING_NICENESS
 
-WRITE_INTERVAL_S = 0.25  # how often the state is written and the stop file looked for
+WRITE_INTERVAL_S = 0.25  # how often the state is reported and a stop looked for
 
 
 def run(folder: Path) -> int:
     """Run the job in `folder` to its end; 0 when it finished or stopped, 1 when it failed."""
     from mnist_core.data import load_mnist
     from mnist_core.drawings import DrawingSet
+    from mnist_core.runs import PRETRAINED_DIR, RunStore
+
+    request = read_request(folder)
+    # Fine-tuning may start from the pretrained run.
+    store = RunStore(bundled=PRETRAINED_DIR)
+
+    def report(state: JobState) -> None:
+        write_state(folder, replace(state, updated=time.time()))
+
+    final = follow(
+        request.config, load_mnist, store, DrawingSet(), report, (folder / "stop").exists
+    )
+    return 1 if final.state == "failed" else 0
+
+
+def follow(
+    config: Any,
+    load_data: Callable[[], Any],
+    store: Any,
+    drawings: Any,
+    report: Callable[[JobState], None],
+    stop_asked: Callable[[], bool],
+) -> JobState:
+    """Train `config` in this process and `report` its state whenever it changes (at most
+    every `WRITE_INTERVAL_S`), stopping once `stop_asked()`; the final state.
+
+    The run is saved in `store` (`runs.RunStore`), with checkpoints at each better epoch;
+    `drawings` is the `DrawingSet` a config with `drawings` mixes in.
+    """
     from mnist_core.jobs import TrainingJob
-    from mnist_core.runs import PRETRAINED_DIR, RunRecorder, RunStore
+    from mnist_core.runs import RunRecorder
 
     if hasattr(os, "nice"):  # every thread of this process, TensorFlow's too: pages first
         os.nice(TRAINING_NICENESS)
-    request = read_request(folder)
-    store = RunStore(bundled=PRETRAINED_DIR)  # fine-tuning may start from the pretrained run
     recorder = RunRecorder(store)  # checkpoints survive this process being killed
     job = TrainingJob(
-        request.config,
-        load_mnist,
+        config,
+        load_data,
         on_done=recorder.finish,
         on_checkpoint=recorder.checkpoint,
         on_failure=recorder.abandon,
         store=store,
-        drawings=DrawingSet(),
+        drawings=drawings,
     ).start()
-    written = None
+    reported = None
     while True:
-        if (folder / "stop").exists():
+        if stop_asked():
             job.stop()
         ended = not job.running
         snapshot = job.snapshot()
@@ -55,11 +87,11 @@ def run(folder: Path) -> int:
             error=snapshot["error"],
             run_id=snapshot["outcome"] or recorder.run_id,
         )
-        if state != written:
-            write_state(folder, replace(state, updated=time.time()))
-            written = state
+        if state != reported:
+            report(state)
+            reported = state
         if ended:
-            return 1 if state.state == "failed" else 0
+            return state
         job.join(WRITE_INTERVAL_S)
 
 

@@ -16,7 +16,14 @@ from mnist_core.config import (
 )
 from mnist_core.errors import ConfigError, MnistCoreError
 from mnist_core.figures import history_figure
-from mnist_core.job_service import ACTIVE, JobError, JobStatus, seconds_left, wait_seconds
+from mnist_core.job_service import (
+    ACTIVE,
+    JobError,
+    JobStatus,
+    ordinal,
+    seconds_left,
+    wait_seconds,
+)
 from pages import app_state, drawings_view, share_view
 
 BEFORE = "train_before_run"  # the run to compare the new one with
@@ -295,14 +302,6 @@ def show_summary(run_id: str, job_id: str) -> None:
     st.page_link(
         app_state.page_path("results"), label="See its results", icon=":material/monitoring:"
     )
-
-
-def ordinal(number: int | None) -> str:
-    number = number or 0
-    suffix = (
-        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
-    )
-    return f"{number}{suffix}"
 
 
 def format_seconds(seconds: float) -> str:

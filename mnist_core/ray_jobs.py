@@ -1,0 +1,464 @@
+"""The job service on a Ray cluster: `RayJobs`, used when `MNIST_RAY_ADDRESS` is set.
+
+Same interface as `job_service.LocalJobs` (`submit`, `status`, `jobs`, `stop`, `cancel`,
+`start`, `tick`, `workers`), so pages and the command line do not care where trainings run.
+
+- **The queue** is one named, detached actor (`JobQueue`, in namespace `mnist-dashboard`) on
+  the head node: every dashboard replica and every command line connected to the cluster sees
+  the same jobs. It holds each job's request and state, starts each training as a Ray task, and
+  watches the tasks.
+- **A training** is a task (`_train_on_node`) asking `MNIST_RAY_CPUS_PER_JOB` CPUs (default 2)
+  and `MNIST_RAY_GPUS_PER_JOB` GPUs (default 0), in a fresh worker process (TensorFlow's memory
+  goes back when it ends). It runs `worker.follow`, as a local worker does, reporting its state
+  to the queue four times a second and stopping when asked.
+- **Data**: MNIST's arrays go into Ray's object store once per cluster (keyed by their
+  fingerprint), owned by the queue actor; worker nodes need neither MNIST nor a shared disk.
+  A job that fine-tunes a run or mixes in the visitor's drawings carries those with it.
+- **Results**: the task saves the run in a temporary folder on its node and returns it packed
+  (`runs.pack_run`); a dashboard's `tick()` (any replica, once) adds it to the run store and
+  only then does the job read as finished, with the run's id.
+- **A node lost mid-job**: the job is `failed` with a message saying so; it is not retried
+  (a retry would start the training again from nothing; the visitor decides). The queue, on
+  the head node, lives on.
+
+This module imports Ray; `job_service.job_service` imports it only when the variable is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from mnist_core.config import TrainConfig
+from mnist_core.errors import first_line
+from mnist_core.job_service import (
+    ACTIVE,
+    JobError,
+    JobRequest,
+    JobState,
+    JobStatus,
+    max_queue,
+)
+
+NAMESPACE = "mnist-dashboard"
+QUEUE_NAME = "job-queue"
+PACKAGE_DIR = Path(__file__).resolve().parent
+FINAL = ("finished", "stopped", "failed", "interrupted")
+CLAIM_SECONDS = 120.0  # a result claimed by a replica that died is offered again after this
+NODE_LOST = (
+    "The cluster node running this training was lost ({kind}) after {epochs} epoch(s); "
+    "start the training again."
+)
+UNREACHABLE = (
+    "The Ray cluster at {address} does not answer ({why}). Check MNIST_RAY_ADDRESS (auto, "
+    "HOST:PORT of the head node, or ray://HOST:10001) and that the head node runs."
+)
+
+
+def resources_per_job(environ: dict[str, str] | None = None) -> tuple[float, float]:
+    """(CPUs, GPUs) each training asks of the cluster: `MNIST_RAY_CPUS_PER_JOB` (default 2)
+    and `MNIST_RAY_GPUS_PER_JOB` (default 0). Raises JobError naming a bad value."""
+    environ = environ if environ is not None else os.environ
+    values = []
+    for name, default, low in (("CPUS", 2.0, 0.01), ("GPUS", 0.0, 0.0)):
+        variable = f"MNIST_RAY_{name}_PER_JOB"
+        text = environ.get(variable, "").strip()
+        try:
+            value = float(text) if text else default
+        except ValueError:
+            value = -1.0
+        if not low <= value <= 1024:
+            raise JobError(f"{variable}={text!r} is not a number of {name.lower()} (e.g. 2).")
+        values.append(value)
+    return values[0], values[1]
+
+
+def connect(address: str) -> None:
+    """Join the Ray cluster at `address` as a client of it (once per process).
+
+    Raises JobError, saying what to check, when it cannot be reached.
+    """
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(
+            address=address,
+            namespace=NAMESPACE,
+            # Worker nodes import this package from the cluster, not from a shared disk.
+            runtime_env={
+                "py_modules": [str(PACKAGE_DIR)],
+                "excludes": ["__pycache__", "*.pyc"],
+                "env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"},
+            },
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
+    except Exception as error:  # noqa: BLE001 - ConnectionError, RuntimeError, gRPC errors...
+        raise JobError(UNREACHABLE.format(address=address, why=first_line(error))) from error
+
+
+def _head_node_strategy() -> Any:
+    """Place the queue on the head node: it lives as long as the cluster does."""
+    for node in ray.nodes():
+        if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
+            return NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
+    return "DEFAULT"
+
+
+@ray.remote(num_cpus=0, max_concurrency=64)
+class JobQueue:
+    """The cluster's training queue (one per cluster, named `QUEUE_NAME`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests: dict[str, dict[str, Any]] = {}  # job id -> JobRequest.to_json()
+        self._states: dict[str, dict[str, Any]] = {}  # job id -> JobState.to_json()
+        self._stops: set[str] = set()
+        self._tasks: dict[str, tuple[Any, Any]] = {}  # job id -> (state ref, packed-run ref)
+        self._results: dict[str, tuple[Any, dict[str, Any]]] = {}  # waiting to be imported
+        self._claims: dict[str, float] = {}
+        self._data: dict[str, Any] = {}  # MNIST fingerprint -> object ref, newest last
+        threading.Thread(target=self._watch, name="mnist-queue-watch", daemon=True).start()
+
+    # --- data ---
+
+    def has_data(self, fingerprint: str) -> bool:
+        return fingerprint in self._data
+
+    def put_data(self, fingerprint: str, data: Any) -> None:
+        with self._lock:
+            self._data[fingerprint] = ray.put(data)  # owned by this actor, shared by every job
+            while len(self._data) > 2:  # another MNIST file: keep the last two
+                self._data.pop(next(iter(self._data)))
+
+    # --- jobs ---
+
+    def submit(
+        self,
+        requests: list[dict[str, Any]],
+        fingerprint: str,
+        extras: dict[str, Any],
+        cpus: float,
+        gpus: float,
+        queue_limit: int,
+    ) -> str | None:
+        """Queue `requests` (all or none) and start their tasks; None, or why not."""
+        with self._lock:
+            owner = requests[0]["owner"]
+            active = [j for j, s in self._states.items() if s["state"] in ("queued", *ACTIVE)]
+            if any(self._requests[j]["owner"] == owner for j in active):
+                return "You already have a training waiting or running; stop or cancel it first."
+            waiting = sum(1 for j in active if self._states[j]["state"] == "queued")
+            if waiting + len(requests) > queue_limit:
+                return (
+                    f"The queue is full ({waiting} trainings waiting, at most {queue_limit}); "
+                    "try again when one has started."
+                )
+            if fingerprint not in self._data:
+                return "The cluster lost MNIST's arrays; submit the training again."
+            me = ray.get_runtime_context().current_actor
+            for request in requests:
+                job_id = request["job_id"]
+                self._requests[job_id] = request
+                self._states[job_id] = JobState(updated=time.time()).to_json()
+                self._tasks[job_id] = _train_on_node.options(
+                    num_cpus=cpus, num_gpus=gpus, num_returns=2, max_retries=0
+                ).remote(job_id, request, self._data[fingerprint], extras, me)
+        return None
+
+    def snapshot(self) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
+        """Every job, oldest first: (request, state, stop asked)."""
+        with self._lock:
+            return [
+                (self._requests[j], self._states[j], j in self._stops)
+                for j in sorted(self._requests)
+            ]
+
+    def stop(self, job_id: str) -> bool:
+        """Ask a job to stop, or take a queued one out; False for an unknown job."""
+        with self._lock:
+            if job_id not in self._requests:
+                return False
+            self._stops.add(job_id)
+            if self._states[job_id]["state"] == "queued" and job_id in self._tasks:
+                ray.cancel(self._tasks[job_id][0])
+                self._set(job_id, state="stopped")
+        return True
+
+    def stop_asked(self, job_id: str) -> bool:
+        return job_id in self._stops
+
+    def report(self, job_id: str, state: dict[str, Any]) -> None:
+        """A training's state, from its task."""
+        with self._lock:
+            if self._states.get(job_id, {}).get("state") not in FINAL:
+                self._states[job_id] = {**state, "updated": time.time()}
+
+    # --- results ---
+
+    def claim_results(self) -> list[tuple[str, list[Any]]]:
+        """Finished runs for a dashboard to add to its run store: (job id, [packed-run ref])."""
+        now = time.time()
+        with self._lock:
+            claimed = [j for j in self._results if now - self._claims.get(j, 0.0) > CLAIM_SECONDS]
+            for job_id in claimed:
+                self._claims[job_id] = now
+            return [(j, [self._results[j][0]]) for j in claimed]
+
+    def imported(self, job_id: str, run_id: str | None, error: str | None = None) -> None:
+        """The run of `job_id` is in the run store as `run_id` (or could not be added)."""
+        with self._lock:
+            if job_id not in self._results:
+                return
+            _, final = self._results.pop(job_id)
+            self._claims.pop(job_id, None)
+            if error is not None:
+                final = {**final, "state": "failed", "error": error}
+            self._states[job_id] = {**final, "run_id": run_id, "pid": None, "updated": time.time()}
+            self._tasks.pop(job_id, None)
+
+    # --- watching the tasks ---
+
+    def _set(self, job_id: str, **changes: Any) -> None:
+        self._states[job_id] = {**self._states[job_id], **changes, "updated": time.time()}
+
+    def _watch(self) -> None:
+        while True:
+            with self._lock:
+                running = {refs[0]: j for j, refs in self._tasks.items() if j not in self._results}
+            if not running:
+                time.sleep(0.25)
+                continue
+            done, _ = ray.wait(list(running), num_returns=len(running), timeout=0.5)
+            for ref in done:
+                self._finished(running[ref], ref)
+
+    def _finished(self, job_id: str, ref: Any) -> None:
+        try:
+            final = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            final = {**self._states[job_id], "state": "stopped"}
+        except ray.exceptions.RayError as error:
+            epochs = len(self._states[job_id].get("history", {}).get("loss", []))
+            kind = type(error).__name__
+            final = {
+                **self._states[job_id],
+                "state": "failed",
+                "error": NODE_LOST.format(kind=kind, epochs=epochs),
+            }
+        with self._lock:
+            if final.get("packed"):  # a run to add to the store first
+                final.pop("packed")
+                self._results[job_id] = (self._tasks[job_id][1], {**final, "run_id": None})
+                # Until then it reads as running at its last progress.
+                self._set(job_id, state="running")
+            else:
+                self._states[job_id] = {**final, "pid": None, "updated": time.time()}
+                self._tasks.pop(job_id, None)
+
+
+@ray.remote(max_calls=1)  # one training per worker process: its memory goes back afterwards
+def _train_on_node(
+    job_id: str, request: dict[str, Any], data: Any, extras: dict[str, Any], queue: Any
+) -> tuple[dict[str, Any], bytes | None]:
+    """Train one job on whichever node Ray chose; (its final state, the packed run or None)."""
+    from mnist_core.runs import PRETRAINED_DIR, RunStore, pack_run
+    from mnist_core.worker import follow
+
+    config = JobRequest.from_json(request).config
+    with tempfile.TemporaryDirectory(prefix="mnist-job-") as folder:
+        store = RunStore(folder, bundled=PRETRAINED_DIR)
+        if extras.get("start_run"):  # under its own id, as the config names it
+            store.add_packed(extras["start_run"], run_id=config.start_from)
+        drawings = _Drawings(*extras["drawings"]) if extras.get("drawings") else None
+
+        def report(state: JobState) -> None:
+            ray.get(queue.report.remote(job_id, state.to_json()))
+
+        def stop_asked() -> bool:
+            return ray.get(queue.stop_asked.remote(job_id))
+
+        final = follow(config, lambda: data, store, drawings, report, stop_asked)
+        packed = pack_run(store.root / final.run_id) if final.run_id else None
+        return {**final.to_json(), "packed": packed is not None}, packed
+
+
+class _Drawings:
+    """The visitor's drawings, shipped with the job (what `train.prepare` asks of a set)."""
+
+    def __init__(self, images: Any, labels: Any) -> None:
+        self._arrays = (images, labels)
+
+    def arrays(self) -> tuple[Any, Any]:
+        return self._arrays
+
+
+class RayJobs:
+    """Trainings on the Ray cluster at `address`, whose runs land in `runs_dir`."""
+
+    def __init__(
+        self,
+        runs_dir: str | os.PathLike[str],
+        address: str,
+        queue_limit: int | None = None,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        from mnist_core.runs import PRETRAINED_DIR, RunStore
+
+        self.address = address
+        self.store = RunStore(runs_dir, bundled=PRETRAINED_DIR)
+        self.queue_limit = queue_limit if queue_limit is not None else max_queue(environ)
+        self.cpus, self.gpus = resources_per_job(environ)
+        self._workers = 1
+        self._thread: threading.Thread | None = None
+        connect(address)
+        self.queue = self._call(
+            lambda: JobQueue.options(
+                name=QUEUE_NAME,
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                scheduling_strategy=_head_node_strategy(),
+            ).remote()
+        )
+        self._count_workers()
+
+    @property
+    def workers(self) -> int:
+        """How many trainings the cluster runs at once (its CPUs or GPUs per job)."""
+        return self._workers
+
+    # --- the interface pages use ---
+
+    def submit(self, config: TrainConfig, owner: str) -> str:
+        """Queue a training of `config` for `owner` on the cluster; its job id.
+
+        Raises JobError: `owner` has a job waiting or running, the queue is full, the data
+        is missing, or the cluster does not answer.
+        """
+        job_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        request = JobRequest(job_id, config, owner, time.time()).to_json()
+        fingerprint = self._send_data()
+        extras = self._extras(config)
+        error = self._call(
+            lambda: ray.get(
+                self.queue.submit.remote(
+                    [request], fingerprint, extras, self.cpus, self.gpus, self.queue_limit
+                )
+            )
+        )
+        if error:
+            raise JobError(error)
+        return job_id
+
+    def status(self, job_id: str) -> JobStatus:
+        for status in self.jobs():
+            if status.job_id == job_id:
+                return status
+        raise JobError(f"training job {job_id!r} does not exist (the cluster restarted?)")
+
+    def jobs(self) -> list[JobStatus]:
+        """Every job the cluster's queue knows, oldest first."""
+        snapshot = self._call(lambda: ray.get(self.queue.snapshot.remote()))
+        statuses, place = [], 0
+        for request, state, stop in snapshot:
+            current = JobState.from_json(state)
+            position = None
+            if current.state == "queued":
+                place += 1
+                position = place
+            statuses.append(JobStatus(JobRequest.from_json(request), current, position, stop))
+        return statuses
+
+    def stop(self, job_id: str) -> None:
+        if not self._call(lambda: ray.get(self.queue.stop.remote(job_id))):
+            raise JobError(f"training job {job_id!r} does not exist (the cluster restarted?)")
+
+    cancel = stop
+
+    # --- moving results into the run store ---
+
+    def start(self, interval: float = 0.5) -> RayJobs:
+        """Run `tick()` every `interval` seconds in a daemon thread (once per instance)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._tick_forever, args=(interval,), name="mnist-ray-jobs", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def tick(self) -> None:
+        """Add finished runs to the run store (whichever replica asks first does it)."""
+        for job_id, (ref,) in self._call(lambda: ray.get(self.queue.claim_results.remote())):
+            try:
+                run_id, error = self.store.add_packed(ray.get(ref)), None
+            except Exception as failure:  # noqa: BLE001 - a lost object, a full disk...
+                run_id, error = None, f"The run could not be saved here: {first_line(failure)}"
+            self.queue.imported.remote(job_id, run_id, error)
+
+    def _tick_forever(self, interval: float) -> None:
+        while True:
+            try:
+                self.tick()
+                self._count_workers()
+            except (JobError, OSError):  # the cluster or the disk went away: try again
+                pass
+            time.sleep(interval)
+
+    # --- helpers ---
+
+    def _count_workers(self) -> None:
+        total = self._call(ray.cluster_resources)
+        shares = [total.get("CPU", 0.0) / self.cpus]
+        if self.gpus:
+            shares.append(total.get("GPU", 0.0) / self.gpus)
+        self._workers = max(1, int(min(shares)))
+
+    def _send_data(self) -> str:
+        """MNIST into the cluster's object store, unless it is there; its fingerprint."""
+        from mnist_core.data import clear_cache, describe_source, load_mnist
+
+        source = describe_source()
+        fingerprint = _SENT.get(source)
+        if fingerprint and self._call(lambda: ray.get(self.queue.has_data.remote(fingerprint))):
+            return fingerprint
+        data = load_mnist()  # raises DataError with what to do
+        fingerprint = data.fingerprint
+        if not self._call(lambda: ray.get(self.queue.has_data.remote(fingerprint))):
+            self._call(lambda: ray.get(self.queue.put_data.remote(fingerprint, data)))
+        _SENT[source] = fingerprint
+        clear_cache()  # a web process keeps only the test digits
+        return fingerprint
+
+    def _extras(self, config: TrainConfig) -> dict[str, Any]:
+        """What a job needs besides MNIST: the run it fine-tunes, the visitor's drawings."""
+        from mnist_core.runs import pack_run
+
+        extras: dict[str, Any] = {}
+        if config.start_from:
+            extras["start_run"] = pack_run(self.store.get(config.start_from).path)
+        if config.drawings:
+            from mnist_core.drawings import DrawingSet
+
+            extras["drawings"] = DrawingSet().arrays()
+        return extras
+
+    def _call(self, call: Any) -> Any:
+        try:
+            return call()
+        except (ray.exceptions.RayError, ConnectionError) as error:
+            raise JobError(
+                UNREACHABLE.format(address=self.address, why=first_line(error))
+            ) from error
+
+
+_SENT: dict[str, str] = {}  # MNIST source -> fingerprint this process put into the cluster
