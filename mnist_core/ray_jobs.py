@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,18 +148,19 @@ class JobQueue:
         requests: list[dict[str, Any]],
         fingerprint: str,
         extras: dict[str, Any],
-        cpus: float,
-        gpus: float,
+        options: dict[str, Any],
         queue_limit: int,
+        workers: int,
     ) -> str | None:
-        """Queue `requests` (all or none) and start their tasks; None, or why not."""
+        """Queue `requests` (all or none) and start their tasks; None, or why not. Waiting
+        are the jobs beyond the `workers` the cluster runs at once."""
         with self._lock:
             owner = requests[0]["owner"]
             active = [j for j, s in self._states.items() if s["state"] in ("queued", *ACTIVE)]
             if any(self._requests[j]["owner"] == owner for j in active):
                 return "You already have a training waiting or running; stop or cancel it first."
-            waiting = sum(1 for j in active if self._states[j]["state"] == "queued")
-            if waiting + len(requests) > queue_limit:
+            waiting = max(0, len(active) - workers)
+            if waiting + max(0, len(requests) - max(0, workers - len(active))) > queue_limit:
                 return (
                     f"The queue is full ({waiting} trainings waiting, at most {queue_limit}); "
                     "try again when one has started."
@@ -171,7 +173,7 @@ class JobQueue:
                 self._requests[job_id] = request
                 self._states[job_id] = JobState(updated=time.time()).to_json()
                 self._tasks[job_id] = _train_on_node.options(
-                    num_cpus=cpus, num_gpus=gpus, num_returns=2, max_retries=0
+                    **options, num_returns=2, max_retries=0
                 ).remote(job_id, request, self._data[fingerprint], extras, me)
         return None
 
@@ -281,8 +283,8 @@ def _train_on_node(
             store.add_packed(extras["start_run"], run_id=config.start_from)
         drawings = _Drawings(*extras["drawings"]) if extras.get("drawings") else None
 
-        def report(state: JobState) -> None:
-            ray.get(queue.report.remote(job_id, state.to_json()))
+        def report(state: JobState) -> None:  # its run id is this node's, not the store's
+            ray.get(queue.report.remote(job_id, replace(state, run_id=None).to_json()))
 
         def stop_asked() -> bool:
             return ray.get(queue.stop_asked.remote(job_id))
@@ -303,7 +305,13 @@ class _Drawings:
 
 
 class RayJobs:
-    """Trainings on the Ray cluster at `address`, whose runs land in `runs_dir`."""
+    """Trainings on the Ray cluster at `address`, whose runs land in `runs_dir`.
+
+    `environ` (default this process's) gives `MNIST_PATH`, the queue limit and the resources
+    per job; `resources` adds custom Ray resources each job asks for (e.g. to send jobs to
+    nodes started with `--resources '{"trainer": 1}'`); `queue_name` names the queue actor
+    (one queue per cluster unless told otherwise).
+    """
 
     def __init__(
         self,
@@ -311,19 +319,24 @@ class RayJobs:
         address: str,
         queue_limit: int | None = None,
         environ: dict[str, str] | None = None,
+        resources: dict[str, float] | None = None,
+        queue_name: str = QUEUE_NAME,
     ) -> None:
         from mnist_core.runs import PRETRAINED_DIR, RunStore
 
         self.address = address
         self.store = RunStore(runs_dir, bundled=PRETRAINED_DIR)
+        self.environ = environ if environ is not None else os.environ
         self.queue_limit = queue_limit if queue_limit is not None else max_queue(environ)
         self.cpus, self.gpus = resources_per_job(environ)
+        self.resources = dict(resources or {})
+        self.queue_name = queue_name
         self._workers = 1
         self._thread: threading.Thread | None = None
         connect(address)
         self.queue = self._call(
             lambda: JobQueue.options(
-                name=QUEUE_NAME,
+                name=queue_name,
                 namespace=NAMESPACE,
                 lifetime="detached",
                 get_if_exists=True,
@@ -352,7 +365,12 @@ class RayJobs:
         error = self._call(
             lambda: ray.get(
                 self.queue.submit.remote(
-                    [request], fingerprint, extras, self.cpus, self.gpus, self.queue_limit
+                    [request],
+                    fingerprint,
+                    extras,
+                    self._task_options(),
+                    self.queue_limit,
+                    self.workers,
                 )
             )
         )
@@ -416,6 +434,9 @@ class RayJobs:
 
     # --- helpers ---
 
+    def _task_options(self) -> dict[str, Any]:
+        return {"num_cpus": self.cpus, "num_gpus": self.gpus, "resources": self.resources}
+
     def _count_workers(self) -> None:
         total = self._call(ray.cluster_resources)
         shares = [total.get("CPU", 0.0) / self.cpus]
@@ -427,11 +448,12 @@ class RayJobs:
         """MNIST into the cluster's object store, unless it is there; its fingerprint."""
         from mnist_core.data import clear_cache, describe_source, load_mnist
 
-        source = describe_source()
+        path = self.environ.get("MNIST_PATH") or None
+        source = describe_source(path)
         fingerprint = _SENT.get(source)
         if fingerprint and self._call(lambda: ray.get(self.queue.has_data.remote(fingerprint))):
             return fingerprint
-        data = load_mnist()  # raises DataError with what to do
+        data = load_mnist(path)  # raises DataError with what to do
         fingerprint = data.fingerprint
         if not self._call(lambda: ray.get(self.queue.has_data.remote(fingerprint))):
             self._call(lambda: ray.get(self.queue.put_data.remote(fingerprint, data)))

@@ -14,6 +14,20 @@ from tests import needs
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out
 
 
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory):
+    """A Ray head node on loopback (2 CPUs) for the whole session, started on first use;
+    its address. This process connects to it as the dashboard would."""
+    from tests.ray_cluster import head_node
+
+    folder = tmp_path_factory.mktemp("ray")
+    with head_node(folder) as address:
+        yield address
+        import ray
+
+        ray.shutdown()
+
+
 @pytest.fixture(autouse=True)
 def _fixed_seeds() -> None:
     np.random.seed(0)

@@ -1,5 +1,7 @@
-"""Tests for mnist_core.job_service and mnist_core.worker: the queue, stop, cancel, a killed
-worker and a restarted server, with real worker processes training on small synthetic digits."""
+"""Tests for mnist_core.job_service, mnist_core.worker and mnist_core.ray_jobs: the queue, stop,
+cancel, a killed worker and a restarted server, with real worker processes training on small
+synthetic digits. The contract tests (`service` fixture) run against both backends: worker
+processes here, and a Ray cluster on loopback."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +39,41 @@ def environ(data_file: Path) -> dict[str, str]:
     return {**os.environ, "MNIST_PATH": str(data_file), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def make_service(request: pytest.FixtureRequest, runs_dir: Path, environ, queue_limit: int):
+    """A job service of the backend `request.param` names ("local" or "ray"), running one
+    training at a time; a Ray one gets a queue of its own, removed after the test."""
+    if request.param == "local":
+        return LocalJobs(runs_dir, workers=1, queue_limit=queue_limit, environ=environ)
+    import ray
+
+    from mnist_core.ray_jobs import RayJobs
+
+    address = request.getfixturevalue("ray_head")  # 2 CPUs, 2 per job: one at a time
+    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    service = RayJobs(runs_dir, address, queue_limit, environ=environ, queue_name=name)
+    request.addfinalizer(lambda: _end_queue(service, ray))
+    return service
+
+
+def _end_queue(service, ray) -> None:
+    for status in service.jobs():
+        if status.active:
+            service.stop(status.job_id)
+    deadline = time.monotonic() + 60
+    while any(s.active for s in service.jobs()) and time.monotonic() < deadline:
+        service.tick()
+        time.sleep(0.2)
+    ray.kill(service.queue)
+
+
+BACKENDS = pytest.mark.parametrize("service", ["local", "ray"], indirect=True)
+
+
 @pytest.fixture
-def service(runs_dir: Path, environ: dict[str, str]) -> LocalJobs:
-    return LocalJobs(runs_dir, workers=1, queue_limit=10, environ=environ)
+def service(request: pytest.FixtureRequest, runs_dir: Path, environ: dict[str, str]):
+    if not hasattr(request, "param"):  # the tests of worker processes alone
+        request.param = "local"
+    return make_service(request, runs_dir, environ, queue_limit=10)
 
 
 @pytest.fixture
@@ -55,13 +91,12 @@ def wait_until(service: LocalJobs, done: Callable[[], bool], timeout: float = TI
         time.sleep(0.1)
 
 
-def test_jobs_run_one_at_a_time_first_in_first_out(
-    service: LocalJobs, small_config, runs_dir: Path
-) -> None:
+@BACKENDS
+def test_jobs_run_one_at_a_time_first_in_first_out(service, small_config, runs_dir: Path) -> None:
     first = service.submit(small_config, owner="ada")
     second = service.submit(small_config.replace(seed=8), owner="bob")
 
-    assert service.status(first).state in ("starting", "running")
+    wait_until(service, lambda: service.status(first).state in ("starting", "running"))
     queued = service.status(second)
     assert (queued.state, queued.position, queued.current.pid) == ("queued", 1, None)
 
@@ -79,10 +114,12 @@ def test_jobs_run_one_at_a_time_first_in_first_out(
     assert [s.job_id for s in service.jobs()] == [first, second]
 
 
+@pytest.mark.parametrize("backend", ["local", "ray"])
 def test_one_job_per_visitor_and_a_bounded_queue(
-    runs_dir: Path, environ: dict[str, str], long_config
+    request: pytest.FixtureRequest, backend: str, runs_dir: Path, environ, long_config
 ) -> None:
-    service = LocalJobs(runs_dir, workers=1, queue_limit=1, environ=environ)
+    request.param = backend
+    service = make_service(request, runs_dir, environ, queue_limit=1)
     running = service.submit(long_config, owner="ada")
     service.submit(long_config, owner="bob")  # waits
 
@@ -97,8 +134,9 @@ def test_one_job_per_visitor_and_a_bounded_queue(
     assert service.status(running).state == "stopped"
 
 
+@BACKENDS
 def test_a_queued_job_is_cancelled_without_ever_starting(
-    service: LocalJobs, long_config, runs_dir: Path
+    service, long_config, runs_dir: Path
 ) -> None:
     running = service.submit(long_config, owner="ada")
     waiting = service.submit(long_config, owner="bob")
@@ -113,11 +151,14 @@ def test_a_queued_job_is_cancelled_without_ever_starting(
     )
     service.stop(running)
     wait_until(service, lambda: service.status(running).state == "stopped")
-    assert not (runs_dir / ".jobs" / waiting / "worker.log").exists()  # never launched
+    assert service.status(waiting).current.history["loss"] == []  # never trained
+    if isinstance(service, LocalJobs):
+        assert not (runs_dir / ".jobs" / waiting / "worker.log").exists()  # never launched
 
 
+@BACKENDS
 def test_a_stop_reaches_the_worker_within_a_second_and_keeps_the_run(
-    service: LocalJobs, long_config, runs_dir: Path
+    service, long_config, runs_dir: Path
 ) -> None:
     job_id = service.submit(long_config, owner="ada")
     wait_until(service, lambda: len(service.status(job_id).current.history["loss"]) >= 2)
@@ -206,3 +247,72 @@ def test_job_state_round_trips_through_json() -> None:
 def test_worker_and_queue_limits_from_the_environment(value, workers: int, queue: int) -> None:
     environ = {} if value is None else {"MNIST_WORKERS": value, "MNIST_MAX_QUEUE": value}
     assert (max_workers(environ), max_queue(environ)) == (workers, queue)
+
+
+@pytest.fixture
+def second_node(ray_head: str, tmp_path: Path):
+    """A second node joined to the head on loopback, with 1 CPU and a `spare` resource that
+    only it has; the test may end it."""
+    import ray
+
+    from mnist_core.ray_jobs import connect
+    from tests.ray_cluster import worker_node
+
+    connect(ray_head)
+    with worker_node(tmp_path, ray_head, cpus=1, resources={"spare": 1}) as process:
+        deadline = time.monotonic() + 60
+        while sum(1 for n in ray.nodes() if n["Alive"]) < 2:
+            assert time.monotonic() < deadline, ray.nodes()
+            time.sleep(0.2)
+        yield process
+
+
+def spare_node_service(runs_dir: Path, address: str, environ) -> Any:
+    from mnist_core.ray_jobs import RayJobs
+
+    environ = {**environ, "MNIST_RAY_CPUS_PER_JOB": "1"}
+    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    return RayJobs(runs_dir, address, environ=environ, resources={"spare": 1}, queue_name=name)
+
+
+def test_a_job_runs_on_a_second_node_and_its_run_lands_here(
+    second_node, ray_head: str, runs_dir: Path, environ, small_config
+) -> None:
+    import ray
+
+    service = spare_node_service(runs_dir, ray_head, environ)
+    job_id = service.submit(small_config, owner="ada")
+    wait_until(service, lambda: service.status(job_id).current.run_id is not None)
+
+    done = service.status(job_id)
+    assert done.state == "finished" and len(done.current.history["loss"]) == 3
+    run = RunStore(runs_dir).get(done.current.run_id)  # packed on that node, added here
+    assert run.status == "completed" and run.onnx_path.is_file()
+    assert run.history["loss"] == pytest.approx(done.current.history["loss"], rel=1e-6)
+    ray.kill(service.queue)
+
+
+def test_a_node_lost_mid_job_fails_the_job_and_the_queue_goes_on(
+    second_node, ray_head: str, runs_dir: Path, environ, long_config, small_config
+) -> None:
+    import ray
+
+    from mnist_core.ray_jobs import RayJobs
+    from tests.ray_cluster import end
+
+    service = spare_node_service(runs_dir, ray_head, environ)
+    doomed = service.submit(long_config, owner="ada")
+    wait_until(service, lambda: len(service.status(doomed).current.history["loss"]) >= 1)
+
+    end(second_node, grace=0)  # the machine is gone: SIGKILL to the node and its workers
+    wait_until(service, lambda: service.status(doomed).state == "failed", timeout=90)
+
+    failed = service.status(doomed).current
+    assert "node running this training was lost" in failed.error
+    assert f"after {len(failed.history['loss'])} epoch(s)" in failed.error
+    # The queue lives on the head node: the next training (on the head) runs.
+    on_head = RayJobs(runs_dir, ray_head, environ=environ, queue_name=service.queue_name)
+    after = on_head.submit(small_config, owner="bob")
+    wait_until(on_head, lambda: on_head.status(after).current.run_id is not None)
+    assert on_head.status(after).state == "finished"
+    ray.kill(service.queue)
