@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -55,6 +56,7 @@ QUEUE_NAME = "job-queue"
 PACKAGE_DIR = Path(__file__).resolve().parent
 FINAL = ("finished", "stopped", "failed", "interrupted")
 CLAIM_SECONDS = 120.0  # a result claimed by a replica that died is offered again after this
+ASK_SECONDS = 30.0  # the queue answers in milliseconds; MNIST's arrays take a second or two
 NODE_LOST = (
     "The cluster node running this training was lost ({kind}) after {epochs} epoch(s); "
     "start the training again."
@@ -90,6 +92,7 @@ def connect(address: str) -> None:
     """
     if ray.is_initialized():
         return
+    _probe(address)
     try:
         ray.init(
             address=address,
@@ -105,6 +108,22 @@ def connect(address: str) -> None:
         )
     except Exception as error:  # noqa: BLE001 - ConnectionError, RuntimeError, gRPC errors...
         raise JobError(UNREACHABLE.format(address=address, why=first_line(error))) from error
+
+
+def _probe(address: str, timeout: float = 3.0) -> None:
+    """Raise JobError at once when nothing listens at `address` (Ray itself would wait for
+    the head node without end); `auto` is left to Ray, which finds local clusters quickly."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return
+    except ValueError:
+        why = "not HOST:PORT"
+    except OSError as error:
+        why = error.strerror or type(error).__name__
+    raise JobError(UNREACHABLE.format(address=address, why=why))
 
 
 def _head_node_strategy() -> Any:
@@ -362,17 +381,14 @@ class RayJobs:
         request = JobRequest(job_id, config, owner, time.time()).to_json()
         fingerprint = self._send_data()
         extras = self._extras(config)
-        error = self._call(
-            lambda: ray.get(
-                self.queue.submit.remote(
-                    [request],
-                    fingerprint,
-                    extras,
-                    self._task_options(),
-                    self.queue_limit,
-                    self.workers,
-                )
-            )
+        error = self._ask(
+            self.queue.submit,
+            [request],
+            fingerprint,
+            extras,
+            self._task_options(),
+            self.queue_limit,
+            self.workers,
         )
         if error:
             raise JobError(error)
@@ -386,7 +402,7 @@ class RayJobs:
 
     def jobs(self) -> list[JobStatus]:
         """Every job the cluster's queue knows, oldest first."""
-        snapshot = self._call(lambda: ray.get(self.queue.snapshot.remote()))
+        snapshot = self._ask(self.queue.snapshot)
         statuses, place = [], 0
         for request, state, stop in snapshot:
             current = JobState.from_json(state)
@@ -398,7 +414,7 @@ class RayJobs:
         return statuses
 
     def stop(self, job_id: str) -> None:
-        if not self._call(lambda: ray.get(self.queue.stop.remote(job_id))):
+        if not self._ask(self.queue.stop, job_id):
             raise JobError(f"training job {job_id!r} does not exist (the cluster restarted?)")
 
     cancel = stop
@@ -416,9 +432,10 @@ class RayJobs:
 
     def tick(self) -> None:
         """Add finished runs to the run store (whichever replica asks first does it)."""
-        for job_id, (ref,) in self._call(lambda: ray.get(self.queue.claim_results.remote())):
+        for job_id, (ref,) in self._ask(self.queue.claim_results):
             try:
-                run_id, error = self.store.add_packed(ray.get(ref)), None
+                packed = ray.get(ref, timeout=ASK_SECONDS)
+                run_id, error = self.store.add_packed(packed), None
             except Exception as failure:  # noqa: BLE001 - a lost object, a full disk...
                 run_id, error = None, f"The run could not be saved here: {first_line(failure)}"
             self.queue.imported.remote(job_id, run_id, error)
@@ -451,12 +468,12 @@ class RayJobs:
         path = self.environ.get("MNIST_PATH") or None
         source = describe_source(path)
         fingerprint = _SENT.get(source)
-        if fingerprint and self._call(lambda: ray.get(self.queue.has_data.remote(fingerprint))):
+        if fingerprint and self._ask(self.queue.has_data, fingerprint):
             return fingerprint
         data = load_mnist(path)  # raises DataError with what to do
         fingerprint = data.fingerprint
-        if not self._call(lambda: ray.get(self.queue.has_data.remote(fingerprint))):
-            self._call(lambda: ray.get(self.queue.put_data.remote(fingerprint, data)))
+        if not self._ask(self.queue.has_data, fingerprint):
+            self._ask(self.queue.put_data, fingerprint, data)
         _SENT[source] = fingerprint
         clear_cache()  # a web process keeps only the test digits
         return fingerprint
@@ -473,6 +490,10 @@ class RayJobs:
 
             extras["drawings"] = DrawingSet().arrays()
         return extras
+
+    def _ask(self, method: Any, *args: Any) -> Any:
+        """Call a method of the queue actor and wait for its answer, at most `ASK_SECONDS`."""
+        return self._call(lambda: ray.get(method.remote(*args), timeout=ASK_SECONDS))
 
     def _call(self, call: Any) -> Any:
         try:
