@@ -380,6 +380,11 @@ _METRICS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "recall": (True, _are_numbers(10), "a list of 10 numbers"),
     "epochs_run": (True, _is_count, "a whole number"),
     "best_epoch": (True, _is_count, "a whole number"),
+    "val_accuracy": (
+        False,
+        lambda value: value is None or (_is_number(value) and 0 <= value <= 1),
+        "from 0 to 1, or null",
+    ),
     "stopped": (True, lambda value: isinstance(value, bool), "true or false"),
     "stopped_early": (True, lambda value: isinstance(value, bool), "true or false"),
     "train_seconds": (True, lambda value: _is_number(value) and value >= 0, "seconds"),

@@ -1,4 +1,4 @@
-"""The command line: `python -m mnist_core train|evaluate|predict|runs|export|import`.
+"""The command line: `python -m mnist_core train|sweep|evaluate|predict|runs|export|import`.
 
 Exit codes: 0 success; 2 bad arguments or invalid settings; 1 a data, model or image problem,
 reported in one line. With `--json` the last line of stdout is one JSON object.
@@ -14,10 +14,23 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from mnist_core.config import PRESETS, TrainConfig, parse_sizes
 from mnist_core.errors import ConfigError, MnistCoreError, ModelError
+from mnist_core.sweeps import (
+    TrialResult,
+    best,
+    describe_settings,
+    expand,
+    format_value,
+    parse_axis,
+    sweep_results,
+    swept_settings,
+)
+
+if TYPE_CHECKING:
+    from mnist_core.job_service import JobService, JobStatus
 
 SUMMARY_WIDTH = 28
 
@@ -44,24 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a model and save it as a run")
-    train.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default="mlp",
-        help="the settings to start from (default mlp: the original recipe, its learning "
-        "rate annealed; add --no-lr-decay for the original exactly); "
-        "the options below change single settings",
-    )
-    for config_field in dataclasses.fields(TrainConfig):
-        option = "--" + config_field.name.replace("_", "-")
-        described = {"default": None, "help": config_field.metadata.get("help")}
-        if config_field.type == "bool":
-            train.add_argument(option, action=argparse.BooleanOptionalAction, **described)
-        elif config_field.type.startswith("tuple"):
-            train.add_argument(option, type=_sizes, metavar="N,N,...", **described)
-        else:
-            kind = {"int": int, "float": float, "str": str}[config_field.type]
-            train.add_argument(option, type=kind, **described)
+    _add_settings(train)
     train.add_argument("--data", help="MNIST .npz or IDX folder (default: $MNIST_PATH)")
     _add_runs_dir(train)
     train.add_argument("--save", help="also save the model to FILE.keras or FILE.h5")
@@ -69,6 +65,34 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="end with a JSON summary line")
     _add_ray(train)
     train.set_defaults(handler=_train)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="train every combination of up to two settings' values as parallel jobs, "
+        "ranked by validation accuracy",
+    )
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="SETTING=V1,V2,...",
+        help="a setting and the values to try, e.g. learning_rate=0.001,0.003; give --grid "
+        "twice for two settings (layer sizes: hidden_units=128,256+128). The other options "
+        "set what every trial shares",
+    )
+    _add_settings(sweep)
+    sweep.add_argument(
+        "--data", help="MNIST .npz or IDX folder for the workers (default: $MNIST_PATH)"
+    )
+    _add_runs_dir(sweep)
+    sweep.add_argument(
+        "--workers",
+        type=_count,
+        help="trials that train at once, each in its own process (default: $MNIST_WORKERS or 1)",
+    )
+    sweep.add_argument("--ray", metavar="ADDRESS", help="run the trials on this Ray cluster")
+    sweep.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    sweep.set_defaults(handler=_sweep)
 
     evaluate = commands.add_parser("evaluate", help="score a saved run on the MNIST test set")
     evaluate.add_argument("run", help="run id, 'latest' or 'best'")
@@ -118,6 +142,38 @@ def _add_ray(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """--preset and an option for every `TrainConfig` field (see `_config`)."""
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="mlp",
+        help="the settings to start from (default mlp: the original recipe, its learning "
+        "rate annealed; add --no-lr-decay for the original exactly); "
+        "the options below change single settings",
+    )
+    for config_field in dataclasses.fields(TrainConfig):
+        option = "--" + config_field.name.replace("_", "-")
+        described = {"default": None, "help": config_field.metadata.get("help")}
+        if config_field.type == "bool":
+            parser.add_argument(option, action=argparse.BooleanOptionalAction, **described)
+        elif config_field.type.startswith("tuple"):
+            parser.add_argument(option, type=_sizes, metavar="N,N,...", **described)
+        else:
+            kind = {"int": int, "float": float, "str": str}[config_field.type]
+            parser.add_argument(option, type=kind, **described)
+
+
+def _config(args: argparse.Namespace) -> TrainConfig:
+    """The preset with the settings given as options."""
+    overrides = {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name) is not None
+    }
+    return TrainConfig.preset(args.preset, **overrides)
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", help="run store folder (default: $MNIST_RUNS_DIR or runs/)")
 
@@ -129,13 +185,18 @@ def _sizes(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _count(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return number
+
+
 def _train(args: argparse.Namespace) -> int:
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(TrainConfig)
-        if getattr(args, f.name) is not None
-    }
-    config = TrainConfig.preset(args.preset, **overrides)
+    config = _config(args)
     if args.save and Path(args.save).suffix not in (".keras", ".h5"):
         raise ConfigError("--save", f"needs a .keras or .h5 file name, got {args.save!r}")
     from mnist_core.job_service import ray_address
@@ -271,6 +332,164 @@ def _write_report(folder: Path, result: Any, data: Any) -> None:
         evaluation.confidence[shown],
     ).write_html(folder / "samples.html", include_plotlyjs="directory")
     print(f"Wrote {folder / 'curves.html'} and {folder / 'samples.html'}", file=sys.stderr)
+
+
+def _job_service(args: argparse.Namespace) -> JobService:
+    """The job service that runs the sweep's trials: on the Ray cluster of `--ray ADDRESS`
+    (default `$MNIST_RAY_ADDRESS`), else worker processes on this machine; either saves to the
+    run store of `--runs-dir`."""
+    from mnist_core.job_service import LocalJobs, job_service, ray_address
+    from mnist_core.runs import RunStore
+
+    root = RunStore(args.runs_dir).root
+    address = args.ray or ray_address()
+    if address:
+        if args.data or args.workers:
+            flag = "--data" if args.data else "--workers"
+            raise ConfigError(flag, "is not available with --ray (the cluster decides)")
+        return job_service(root, ray=address)
+    environ = {**os.environ, "MNIST_PATH": args.data} if args.data else None
+    return LocalJobs(root, workers=args.workers, environ=environ)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from mnist_core.runs import RunStore
+
+    service = _job_service(args)
+    configs = expand(_config(args), [parse_axis(item) for item in args.grid])
+    sweep_id = service.submit_sweep(configs, owner=f"command line {os.getpid()}")
+    print(
+        f"Sweep {sweep_id}: {len(configs)} trials of {args.preset}, {service.workers} at a time",
+        file=sys.stderr,
+    )
+    settings = swept_settings(configs)
+    try:
+        trials = _follow_sweep(service, sweep_id, settings, sys.stderr)
+    except KeyboardInterrupt:
+        print("Stopping every trial (the runs keep their best epoch so far)…", file=sys.stderr)
+        service.stop_sweep(sweep_id)
+        _follow_sweep(service, sweep_id, settings, sys.stderr)
+        raise
+    ranked = sweep_results(trials, RunStore(args.runs_dir))
+    chosen = best(ranked)
+    _print_ranking(ranked, settings)
+    failed = [trial for trial in trials if trial.state == "failed"]
+    for trial in failed:
+        print(
+            f"error: trial {_trial_name(trial, settings)} failed: {trial.current.error}",
+            file=sys.stderr,
+        )
+    if chosen is not None:
+        print(f"best run (highest validation accuracy): {chosen.run_id}")
+    if args.json:
+        print(json.dumps(_sweep_summary(sweep_id, trials, ranked, settings, chosen)))
+    return 1 if failed or chosen is None else 0
+
+
+def _follow_sweep(
+    service: JobService, sweep_id: str, settings: list[str], stream: TextIO, interval: float = 0.5
+) -> list[JobStatus]:
+    """Move the queue on until every trial of the sweep has ended, writing a line whenever
+    one changes state or finishes an epoch; the trials as they ended."""
+    shown: dict[str, tuple[str, int]] = {}
+    while True:
+        service.tick()
+        trials = service.sweep(sweep_id)
+        for number, trial in enumerate(trials, start=1):
+            epochs = len(trial.current.history["loss"])
+            if shown.get(trial.job_id) != (trial.state, epochs):
+                shown[trial.job_id] = (trial.state, epochs)
+                stream.write(
+                    f"trial {number}/{len(trials)} {_trial_name(trial, settings)}: "
+                    f"{_trial_state(trial)}\n"
+                )
+                stream.flush()
+        if not any(trial.active for trial in trials):
+            return trials
+        time.sleep(interval)
+
+
+def _trial_name(trial: JobStatus, settings: list[str]) -> str:
+    config = trial.request.config
+    return describe_settings({name: getattr(config, name) for name in settings})
+
+
+def _trial_state(trial: JobStatus) -> str:
+    """What a trial is doing, in a few words: `epoch 2/5, val_accuracy 0.9712`."""
+    current = trial.current
+    history = current.history
+    if trial.state == "queued":
+        return f"waiting (number {trial.position} in line)"
+    if trial.state == "running" and history["loss"]:
+        done, planned = len(history["loss"]), trial.request.config.epochs
+        scores = (
+            f", val_accuracy {history['val_accuracy'][-1]:.4f}" if history["val_accuracy"] else ""
+        )
+        return f"epoch {done}/{planned}{scores}"
+    if trial.state in ("finished", "stopped") and current.run_id:
+        return f"{trial.state}, run {current.run_id}"
+    if trial.state == "failed":
+        return f"failed: {current.error}"
+    return trial.state
+
+
+def _print_ranking(ranked: list[TrialResult], settings: list[str]) -> None:
+    """The trials' runs as a table, the highest validation accuracy first."""
+    if not ranked:
+        print("No trial finished with a run.")
+        return
+    widths = [max(len(name), 8) for name in settings]
+    header = [f"{name:<{width}}" for name, width in zip(settings, widths, strict=True)]
+    print("  ".join(["rank", *header, "val_acc", "test_acc", "epochs", "seconds", "run"]))
+    for rank, row in enumerate(ranked, start=1):
+        values = [
+            f"{format_value(row.settings[name]):<{width}}"
+            for name, width in zip(settings, widths, strict=True)
+        ]
+        val = "-" if row.val_accuracy is None else f"{row.val_accuracy:.2%}"
+        print(
+            "  ".join(
+                [f"{rank:<4}", *values, f"{val:>7}", f"{row.test_accuracy:>8.2%}"]
+                + [f"{row.epochs_run:>6}", f"{row.train_seconds:>7.1f}", row.run_id]
+            )
+        )
+
+
+def _sweep_summary(
+    sweep_id: str,
+    trials: list[JobStatus],
+    ranked: list[TrialResult],
+    settings: list[str],
+    chosen: TrialResult | None,
+) -> dict[str, Any]:
+    """The sweep as JSON: its trials ranked (those without a run last, in their order)."""
+    results = {row.run_id: row for row in ranked}
+    rank = {row.run_id: number for number, row in enumerate(ranked, start=1)}
+    ordered = sorted(trials, key=lambda trial: rank.get(trial.current.run_id, len(rank) + 1))
+    listed = []
+    for trial in ordered:
+        config = trial.request.config.to_dict()
+        entry: dict[str, Any] = {
+            "job_id": trial.job_id,
+            "settings": {name: config[name] for name in settings},
+            "state": trial.state,
+            "error": trial.current.error,
+        }
+        row = results.get(trial.current.run_id)
+        entry.update(
+            run_id=row and row.run_id,
+            val_accuracy=row and row.val_accuracy,
+            test_accuracy=row and row.test_accuracy,
+            epochs_run=row and row.epochs_run,
+            train_seconds=row and round(row.train_seconds, 2),
+        )
+        listed.append(entry)
+    return {
+        "sweep_id": sweep_id,
+        "settings": settings,
+        "trials": listed,
+        "best_run_id": None if chosen is None else chosen.run_id,
+    }
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ class ConfigError(MnistCoreError, ValueError):
 
     def __init__(self, field: str, message: str) -> None:
         self.field = field
+        self.reason = message  # the message without the field's name
         super().__init__(f"{field}: {message}")
 
 

@@ -1,20 +1,24 @@
 """The job service: trainings submitted by the pages, run by worker processes.
 
-Callers use a small interface — `submit`, `status`, `jobs`, `stop`, `cancel` — and never see
-where a job runs. The backend here is `LocalJobs`: at most `MNIST_WORKERS` (default 1)
+Callers use a small interface — `submit`, `status`, `jobs`, `stop`, `cancel`, and for sweeps
+(the trials of a grid of settings, `mnist_core.sweeps`) `submit_sweep`, `sweep`, `stop_sweep`
+— and never see where a job runs. Who may queue what is one rule, `admission_error`, that every
+backend applies. The backend here is `LocalJobs`: at most `MNIST_WORKERS` (default 1)
 trainings at once, each in a freshly started Python process (spawned, never forked: TensorFlow
 is not fork-safe), the others waiting first in, first out. A worker's memory goes back to the
 system when its job ends, and a crash ends that job only.
 
 A job is files under the run store's folder, `<runs>/.jobs/<job id>/`:
-- `job.json`, what was asked (`JobRequest`), written once by `submit`;
+- `job.json`, what was asked (`JobRequest`), written once by `submit` or `submit_sweep`;
 - `state.json`, where it is (`JobState`), replaced atomically by whoever moves it on: the
   scheduler (queued -> starting, or failed when its worker died) and the worker (running ->
   finished, stopped or failed);
 - `stop`, present once a stop or a cancel was asked: the worker looks for it between batches.
 So a reloaded page, another browser, another server process and a restarted server all see the
 same queue. Workers run in their own session: a restarted web server finds them running again.
-Scheduling happens under an exclusive lock on `<runs>/.jobs/lock`.
+Scheduling happens under an exclusive lock on `<runs>/.jobs/lock`. A sweep's trials are
+written as hidden folders first and renamed into place together, under that lock: the queue
+holds all of them or none.
 
 This module imports neither TensorFlow nor Streamlit.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -39,7 +44,9 @@ from mnist_core.errors import MnistCoreError
 from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
 
 ACTIVE = ("starting", "running")  # a worker process holds the job
+_HIDDEN = "."  # job folders being written: not jobs yet
 DEFAULT_MAX_QUEUE = 10  # waiting jobs, when MNIST_MAX_QUEUE is not set
+DEFAULT_MAX_SWEEP = 6  # trials of one sweep, when MNIST_MAX_SWEEP is not set
 WORKER_DIED = (
     "The training process died (killed, or out of memory) after {epochs} epoch(s). Try fewer "
     "filters or units, or a smaller batch size; the best model it had saved is kept as an "
@@ -59,6 +66,7 @@ class JobRequest:
     config: TrainConfig
     owner: str  # an opaque id of who submitted it (a browser session); shown to nobody
     submitted: float  # Unix time
+    sweep_id: str | None = None  # the sweep this job is a trial of, if any
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "config": self.config.to_dict()}
@@ -70,6 +78,7 @@ class JobRequest:
             config=TrainConfig.from_dict(values["config"]),
             owner=str(values["owner"]),
             submitted=float(values["submitted"]),
+            sweep_id=None if values.get("sweep_id") is None else str(values["sweep_id"]),
         )
 
 
@@ -209,6 +218,55 @@ def max_queue(environ: dict[str, str] | None = None) -> int:
     return _positive_int(value, DEFAULT_MAX_QUEUE)
 
 
+def max_sweep(environ: dict[str, str] | None = None) -> int:
+    """`MNIST_MAX_SWEEP`: how many trials one sweep may have (default 6; an invalid value is 6)."""
+    value = (environ if environ is not None else os.environ).get("MNIST_MAX_SWEEP")
+    return _positive_int(value, DEFAULT_MAX_SWEEP)
+
+
+def admission_error(
+    statuses: list[JobStatus],
+    owner: str,
+    count: int = 1,
+    queue_limit: int = DEFAULT_MAX_QUEUE,
+    sweep_limit: int | None = None,
+) -> str | None:
+    """Why `owner` may not queue `count` trainings now (a sweep of `count` trials, or one job),
+    as a sentence for the page; None when they may. Every backend applies this rule.
+
+    An owner has one training or one sweep waiting or running at a time; the queue takes at
+    most `queue_limit` waiting jobs, every new trial counted as waiting; a sweep has at most
+    `sweep_limit` trials (no cap when None).
+    """
+    mine = [status for status in statuses if status.active and status.request.owner == owner]
+    if any(status.request.sweep_id for status in mine):
+        return "You already have a sweep waiting or running; stop it or let it finish first."
+    if mine:
+        return "You already have a training waiting or running; stop or cancel it first."
+    if sweep_limit is not None and count > sweep_limit:
+        return (
+            f"A sweep of {count} trials is more than this server takes ({sweep_limit}, "
+            "MNIST_MAX_SWEEP); remove some values."
+        )
+    waiting = sum(1 for status in statuses if status.state == "queued")
+    if count > queue_limit:
+        return (
+            f"This server queues at most {queue_limit} trainings, fewer than the {count} trials "
+            "of this sweep; remove some values."
+        )
+    if waiting + count > queue_limit:
+        if count == 1:
+            return (
+                f"The queue is full ({waiting} trainings waiting, the most this server "
+                "takes); try again when one has started."
+            )
+        return (
+            f"The queue has room for {queue_limit - waiting} more trainings, not the {count} "
+            "trials of this sweep; try again when some have started, or remove some values."
+        )
+    return None
+
+
 def _positive_int(value: str | None, default: int) -> int:
     try:
         number = int(value) if value is not None else default
@@ -217,7 +275,78 @@ def _positive_int(value: str | None, default: int) -> int:
     return number if number >= 1 else default
 
 
-class LocalJobs:
+class JobService:
+    """What every backend offers the pages and the command line. A backend implements
+    `_queue` (admit and queue trainings, all or none), `jobs`, `stop` and `tick`."""
+
+    workers: int  # trainings that run at once
+
+    # --- the interface pages use ---
+
+    def submit(self, config: TrainConfig, owner: str) -> str:
+        """Queue a training of `config` for `owner`; its job id.
+
+        Raises:
+            JobError: `owner` already has a job or a sweep waiting or running, or the queue is
+                full (see `admission_error`).
+        """
+        (job_id,) = self._queue([config], owner, sweep_id=None)
+        return job_id
+
+    def submit_sweep(self, configs: list[TrainConfig], owner: str) -> str:
+        """Queue a training of each config for `owner`, as the trials of one new sweep, in
+        this order; the sweep's id. The queue gets all of them or none.
+
+        Raises:
+            JobError: no configs, more than `sweep_limit`, `owner` already has a job or a
+                sweep waiting or running, or the queue has no room for them all.
+        """
+        if not configs:
+            raise JobError("A sweep needs at least one trial; give its settings some values.")
+        sweep_id = new_id()
+        self._queue(configs, owner, sweep_id=sweep_id)
+        return sweep_id
+
+    def status(self, job_id: str) -> JobStatus:
+        """The job's status. Raises JobError when there is no such job."""
+        for status in self.jobs():
+            if status.job_id == job_id:
+                return status
+        raise JobError(f"training job {job_id!r} does not exist (this server restarted empty?)")
+
+    def sweep(self, sweep_id: str) -> list[JobStatus]:
+        """The trials of sweep `sweep_id`, in the order they were given. Raises JobError when
+        there is no such sweep."""
+        trials = [status for status in self.jobs() if status.request.sweep_id == sweep_id]
+        if not trials:
+            raise JobError(f"sweep {sweep_id!r} does not exist (this server restarted empty?)")
+        return trials
+
+    def stop_sweep(self, sweep_id: str) -> None:
+        """Stop every trial of sweep `sweep_id` that is running (keeping its best weights so
+        far) and take its waiting ones out of the queue."""
+        for trial in self.sweep(sweep_id):
+            if trial.active:
+                self.stop(trial.job_id)
+
+    def cancel(self, job_id: str) -> None:
+        """Take a queued job out of the queue (a stop, for one that runs)."""
+        self.stop(job_id)
+
+    def _queue(self, configs: list[TrainConfig], owner: str, sweep_id: str | None) -> list[str]:
+        raise NotImplementedError
+
+    def jobs(self) -> list[JobStatus]:
+        raise NotImplementedError
+
+    def stop(self, job_id: str) -> None:
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        raise NotImplementedError
+
+
+class LocalJobs(JobService):
     """Trainings in worker processes on this machine, with a first-in, first-out queue.
 
     `tick()` moves the queue on: it notices workers that died and starts queued jobs while
@@ -231,50 +360,52 @@ class LocalJobs:
         workers: int | None = None,
         queue_limit: int | None = None,
         environ: dict[str, str] | None = None,
+        sweep_limit: int | None = None,
     ) -> None:
         self.root = Path(runs_dir).resolve() / ".jobs"
         self.workers = workers if workers is not None else max_workers()
         self.queue_limit = queue_limit if queue_limit is not None else max_queue()
+        self.sweep_limit = sweep_limit if sweep_limit is not None else max_sweep()
         self.environ = environ  # the workers' environment; None: this process's, at launch
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._thread: threading.Thread | None = None
 
-    # --- the interface pages use ---
+    # --- the backend's part of the interface ---
 
-    def submit(self, config: TrainConfig, owner: str) -> str:
-        """Queue a training of `config` for `owner`; its job id.
-
-        Raises:
-            JobError: `owner` already has a job waiting or running, or the queue is full.
-        """
+    def _queue(self, configs: list[TrainConfig], owner: str, sweep_id: str | None) -> list[str]:
+        """Admit and write one job per config, all or none; their ids, in order."""
         with self._lock():
-            statuses = self._statuses()
-            if any(s.active and s.request.owner == owner for s in statuses):
-                raise JobError(
-                    "You already have a training waiting or running; stop or cancel it first."
-                )
-            waiting = sum(1 for s in statuses if s.state == "queued")
-            if waiting >= self.queue_limit:
-                raise JobError(
-                    f"The queue is full ({waiting} trainings waiting, the most this server "
-                    "takes); try again when one has started."
-                )
-            # Time first in the id: job folders sort in the order they were submitted.
-            job_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-            folder = self.root / job_id
-            folder.mkdir(parents=True)
-            request = JobRequest(job_id, config, owner, time.time())
-            _write_atomic(folder / "state.json", JobState(updated=time.time()).to_json())
-            _write_atomic(folder / "job.json", request.to_json())
+            problem = admission_error(
+                self._statuses(),
+                owner,
+                count=len(configs),
+                queue_limit=self.queue_limit,
+                sweep_limit=None if sweep_id is None else self.sweep_limit,
+            )
+            if problem is not None:
+                raise JobError(problem)
+            now, first = time.time(), time.time_ns()
+            requests = [
+                JobRequest(new_id(first + index), config, owner, now, sweep_id)
+                for index, config in enumerate(configs)
+            ]
+            written: list[Path] = []
+            try:
+                for request in requests:  # hidden until every one is complete
+                    folder = self.root / f"{_HIDDEN}{request.job_id}"
+                    folder.mkdir(parents=True)
+                    written.append(folder)
+                    _write_atomic(folder / "state.json", JobState(updated=now).to_json())
+                    _write_atomic(folder / "job.json", request.to_json())
+                for index, request in enumerate(requests):
+                    os.rename(written[index], self.root / request.job_id)
+                    written[index] = self.root / request.job_id
+            except BaseException:
+                for folder in written:
+                    shutil.rmtree(folder, ignore_errors=True)
+                raise
         self.tick()
-        return job_id
-
-    def status(self, job_id: str) -> JobStatus:
-        """The job's status. Raises JobError when there is no such job."""
-        for status in self.jobs():
-            if status.job_id == job_id:
-                return status
-        raise JobError(f"training job {job_id!r} does not exist (this server restarted empty?)")
+        return [request.job_id for request in requests]
 
     def jobs(self) -> list[JobStatus]:
         """Every job this store knows, oldest first."""
@@ -286,8 +417,6 @@ class LocalJobs:
         self.status(job_id)  # raises for an unknown job
         (self.root / job_id / "stop").touch()
         self.tick()
-
-    cancel = stop  # a queued job's stop is its cancellation
 
     # --- scheduling ---
 
@@ -384,7 +513,9 @@ class LocalJobs:
 
     def _statuses(self) -> list[JobStatus]:
         try:
-            folders = sorted(p for p in self.root.iterdir() if p.is_dir())
+            folders = sorted(
+                p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(_HIDDEN)
+            )
         except FileNotFoundError:
             return []
         statuses, place = [], 0
@@ -407,6 +538,13 @@ class LocalJobs:
 
     def _write_state(self, job_id: str, state: JobState) -> None:
         write_state(self.root / job_id, replace(state, updated=time.time()))
+
+
+def new_id(nanoseconds: int | None = None) -> str:
+    """A new job or sweep id. Time first (now, or `nanoseconds` since the epoch): job folders
+    sort in the order they were submitted."""
+    stamp = time.time_ns() if nanoseconds is None else nanoseconds
+    return f"{stamp:020d}-{uuid.uuid4().hex[:8]}"
 
 
 def write_state(folder: Path, state: JobState) -> None:

@@ -7,10 +7,10 @@ Same interface as `job_service.LocalJobs` (`submit`, `status`, `jobs`, `stop`, `
   the head node: every dashboard replica and every command line connected to the cluster sees
   the same jobs. It holds each job's request and state, starts each training as a Ray task, and
   watches the tasks.
-- **A training** is a task (`_train_on_node`) asking `MNIST_RAY_CPUS_PER_JOB` CPUs (default 2)
-  and `MNIST_RAY_GPUS_PER_JOB` GPUs (default 0), in a fresh worker process (TensorFlow's memory
-  goes back when it ends). It runs `worker.follow`, as a local worker does, reporting its state
-  to the queue four times a second and stopping when asked.
+- **A training** is an actor (`Trainer`) holding `MNIST_RAY_CPUS_PER_JOB` CPUs (default 2)
+  and `MNIST_RAY_GPUS_PER_JOB` GPUs (default 0), a fresh process ended after the job
+  (TensorFlow's memory goes back). It runs `worker.follow`, as a local worker does, reporting
+  its state to the queue four times a second; the queue tells it to stop.
 - **Data**: MNIST's arrays go into Ray's object store once per cluster (keyed by their
   fingerprint), owned by the queue actor; worker nodes need neither MNIST nor a shared disk.
   A job that fine-tunes a run or mixes in the visitor's drawings carries those with it.
@@ -32,7 +32,6 @@ import socket
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -46,9 +45,13 @@ from mnist_core.job_service import (
     ACTIVE,
     JobError,
     JobRequest,
+    JobService,
     JobState,
     JobStatus,
+    admission_error,
     max_queue,
+    max_sweep,
+    new_id,
 )
 
 NAMESPACE = "mnist-dashboard"
@@ -130,7 +133,7 @@ def _head_node_strategy() -> Any:
     """Place the queue on the head node: it lives as long as the cluster does."""
     for node in ray.nodes():
         if node.get("Alive") and "node:__internal_head__" in node.get("Resources", {}):
-            return NodeAffinitySchedulingStrategy(node["NodeID"], soft=True)
+            return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
     return "DEFAULT"
 
 
@@ -143,9 +146,10 @@ class JobQueue:
         self._requests: dict[str, dict[str, Any]] = {}  # job id -> JobRequest.to_json()
         self._states: dict[str, dict[str, Any]] = {}  # job id -> JobState.to_json()
         self._stops: set[str] = set()
-        self._tasks: dict[str, tuple[Any, Any]] = {}  # job id -> (state ref, packed-run ref)
+        self._tasks: dict[str, tuple[Any, Any, Any]] = {}  # job id -> (state, packed run, Trainer)
         self._results: dict[str, tuple[Any, dict[str, Any]]] = {}  # waiting to be imported
         self._claims: dict[str, float] = {}
+        self._sequence: dict[str, int] = {}  # the latest report of each job
         self._data: dict[str, Any] = {}  # MNIST fingerprint -> object ref, newest last
         threading.Thread(target=self._watch, name="mnist-queue-watch", daemon=True).start()
 
@@ -168,22 +172,21 @@ class JobQueue:
         fingerprint: str,
         extras: dict[str, Any],
         options: dict[str, Any],
-        queue_limit: int,
-        workers: int,
+        limits: dict[str, Any],
     ) -> str | None:
-        """Queue `requests` (all or none) and start their tasks; None, or why not. Waiting
-        are the jobs beyond the `workers` the cluster runs at once."""
+        """Queue `requests` (all or none) and start their tasks; None, or why not
+        (`job_service.admission_error` with `limits`: `queue_limit`, `sweep_limit`, and
+        `workers`, the trainings the cluster runs at once)."""
         with self._lock:
-            owner = requests[0]["owner"]
-            active = [j for j, s in self._states.items() if s["state"] in ("queued", *ACTIVE)]
-            if any(self._requests[j]["owner"] == owner for j in active):
-                return "You already have a training waiting or running; stop or cancel it first."
-            waiting = max(0, len(active) - workers)
-            if waiting + max(0, len(requests) - max(0, workers - len(active))) > queue_limit:
-                return (
-                    f"The queue is full ({waiting} trainings waiting, at most {queue_limit}); "
-                    "try again when one has started."
-                )
+            problem = admission_error(
+                self._statuses(limits["workers"]),
+                requests[0]["owner"],
+                count=len(requests),
+                queue_limit=limits["queue_limit"],
+                sweep_limit=limits["sweep_limit"] if requests[0].get("sweep_id") else None,
+            )
+            if problem is not None:
+                return problem
             if fingerprint not in self._data:
                 return "The cluster lost MNIST's arrays; submit the training again."
             me = ray.get_runtime_context().current_actor
@@ -191,10 +194,25 @@ class JobQueue:
                 job_id = request["job_id"]
                 self._requests[job_id] = request
                 self._states[job_id] = JobState(updated=time.time()).to_json()
-                self._tasks[job_id] = _train_on_node.options(
-                    **options, num_returns=2, max_retries=0
-                ).remote(job_id, request, self._data[fingerprint], extras, me)
+                trainer = Trainer.options(**options, max_restarts=0).remote()
+                refs = trainer.train.options(num_returns=2).remote(
+                    job_id, request, self._data[fingerprint], extras, me
+                )
+                self._tasks[job_id] = (*refs, trainer)
         return None
+
+    def _statuses(self, workers: int) -> list[JobStatus]:
+        """The jobs as the admission rule sees them: a queued job that a free worker slot is
+        about to take (its task not started yet) counts as starting, not waiting."""
+        statuses, free = [], workers
+        free -= sum(1 for state in self._states.values() if state["state"] in ACTIVE)
+        for job_id in sorted(self._requests):
+            state = JobState.from_json(self._states[job_id])
+            if state.state == "queued" and free > 0:
+                state, free = replace(state, state="starting"), free - 1
+            request = JobRequest.from_json(self._requests[job_id])
+            statuses.append(JobStatus(request, state, None, job_id in self._stops))
+        return statuses
 
     def snapshot(self) -> list[tuple[dict[str, Any], dict[str, Any], bool]]:
         """Every job, oldest first: (request, state, stop asked)."""
@@ -210,18 +228,23 @@ class JobQueue:
             if job_id not in self._requests:
                 return False
             self._stops.add(job_id)
-            if self._states[job_id]["state"] == "queued" and job_id in self._tasks:
-                ray.cancel(self._tasks[job_id][0])
+            if job_id not in self._tasks or self._states[job_id]["state"] in FINAL:
+                return True
+            trainer = self._tasks[job_id][2]
+            if self._states[job_id]["state"] == "queued":  # no training yet: end its actor
+                ray.kill(trainer)
                 self._set(job_id, state="stopped")
+            else:
+                trainer.stop.remote()
         return True
 
-    def stop_asked(self, job_id: str) -> bool:
-        return job_id in self._stops
-
-    def report(self, job_id: str, state: dict[str, Any]) -> None:
-        """A training's state, from its task."""
+    def report(self, job_id: str, state: dict[str, Any], sequence: int) -> None:
+        """A training's state, from its trainer; calls may arrive out of order."""
         with self._lock:
-            if self._states.get(job_id, {}).get("state") not in FINAL:
+            if self._states.get(job_id, {}).get("state") in FINAL:
+                return
+            if sequence > self._sequence.get(job_id, -1):
+                self._sequence[job_id] = sequence
                 self._states[job_id] = {**state, "updated": time.time()}
 
     # --- results ---
@@ -266,9 +289,11 @@ class JobQueue:
     def _finished(self, job_id: str, ref: Any) -> None:
         try:
             final = ray.get(ref)
-        except ray.exceptions.TaskCancelledError:
-            final = {**self._states[job_id], "state": "stopped"}
         except ray.exceptions.RayError as error:
+            if self._states[job_id]["state"] == "stopped":  # taken out of the queue
+                with self._lock:
+                    self._tasks.pop(job_id, None)
+                return
             epochs = len(self._states[job_id].get("history", {}).get("loss", []))
             kind = type(error).__name__
             final = {
@@ -276,6 +301,7 @@ class JobQueue:
                 "state": "failed",
                 "error": NODE_LOST.format(kind=kind, epochs=epochs),
             }
+        ray.kill(self._tasks[job_id][2])  # its process ends: TensorFlow's memory goes back
         with self._lock:
             if final.get("packed"):  # a run to add to the store first
                 final.pop("packed")
@@ -287,30 +313,40 @@ class JobQueue:
                 self._tasks.pop(job_id, None)
 
 
-@ray.remote(max_calls=1)  # one training per worker process: its memory goes back afterwards
-def _train_on_node(
-    job_id: str, request: dict[str, Any], data: Any, extras: dict[str, Any], queue: Any
-) -> tuple[dict[str, Any], bytes | None]:
-    """Train one job on whichever node Ray chose; (its final state, the packed run or None)."""
-    from mnist_core.runs import PRETRAINED_DIR, RunStore, pack_run
-    from mnist_core.worker import follow
+@ray.remote(max_concurrency=2)  # train, and stop while it trains
+class Trainer:
+    """One training, in an actor of its own (a fresh process, ended by the queue afterwards)
+    holding the job's CPUs and GPUs for its whole life. It reports to the queue without
+    waiting for answers and is told to stop: a task that waited on the queue (`ray.get`)
+    would lend its CPUs to the next job meanwhile."""
 
-    config = JobRequest.from_json(request).config
-    with tempfile.TemporaryDirectory(prefix="mnist-job-") as folder:
-        store = RunStore(folder, bundled=PRETRAINED_DIR)
-        if extras.get("start_run"):  # under its own id, as the config names it
-            store.add_packed(extras["start_run"], run_id=config.start_from)
-        drawings = _Drawings(*extras["drawings"]) if extras.get("drawings") else None
+    def __init__(self) -> None:
+        self._stop = threading.Event()
 
-        def report(state: JobState) -> None:  # its run id is this node's, not the store's
-            ray.get(queue.report.remote(job_id, replace(state, run_id=None).to_json()))
+    def stop(self) -> None:
+        self._stop.set()
 
-        def stop_asked() -> bool:
-            return ray.get(queue.stop_asked.remote(job_id))
+    def train(
+        self, job_id: str, request: dict[str, Any], data: Any, extras: dict[str, Any], queue: Any
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """Train one job on this node; (its final state, the packed run or None)."""
+        from mnist_core.runs import PRETRAINED_DIR, RunStore, pack_run
+        from mnist_core.worker import follow
 
-        final = follow(config, lambda: data, store, drawings, report, stop_asked)
-        packed = pack_run(store.root / final.run_id) if final.run_id else None
-        return {**final.to_json(), "packed": packed is not None}, packed
+        config = JobRequest.from_json(request).config
+        sequence = iter(range(1 << 62))
+        with tempfile.TemporaryDirectory(prefix="mnist-job-") as folder:
+            store = RunStore(folder, bundled=PRETRAINED_DIR)
+            if extras.get("start_run"):  # under its own id, as the config names it
+                store.add_packed(extras["start_run"], run_id=config.start_from)
+            drawings = _Drawings(*extras["drawings"]) if extras.get("drawings") else None
+
+            def report(state: JobState) -> None:  # its run id is this node's, not the store's
+                queue.report.remote(job_id, replace(state, run_id=None).to_json(), next(sequence))
+
+            final = follow(config, lambda: data, store, drawings, report, self._stop.is_set)
+            packed = pack_run(store.root / final.run_id) if final.run_id else None
+            return {**final.to_json(), "packed": packed is not None}, packed
 
 
 class _Drawings:
@@ -323,7 +359,7 @@ class _Drawings:
         return self._arrays
 
 
-class RayJobs:
+class RayJobs(JobService):
     """Trainings on the Ray cluster at `address`, whose runs land in `runs_dir`.
 
     `environ` (default this process's) gives `MNIST_PATH`, the queue limit and the resources
@@ -347,6 +383,7 @@ class RayJobs:
         self.store = RunStore(runs_dir, bundled=PRETRAINED_DIR)
         self.environ = environ if environ is not None else os.environ
         self.queue_limit = queue_limit if queue_limit is not None else max_queue(environ)
+        self.sweep_limit = max_sweep(environ)
         self.cpus, self.gpus = resources_per_job(environ)
         self.resources = dict(resources or {})
         self.queue_name = queue_name
@@ -369,36 +406,32 @@ class RayJobs:
         """How many trainings the cluster runs at once (its CPUs or GPUs per job)."""
         return self._workers
 
-    # --- the interface pages use ---
+    # --- the backend's part of the interface ---
 
-    def submit(self, config: TrainConfig, owner: str) -> str:
-        """Queue a training of `config` for `owner` on the cluster; its job id.
+    def _queue(self, configs: list[TrainConfig], owner: str, sweep_id: str | None) -> list[str]:
+        """Queue a training of each config on the cluster, all or none; their job ids.
 
-        Raises JobError: `owner` has a job waiting or running, the queue is full, the data
-        is missing, or the cluster does not answer.
+        Raises JobError: `admission_error`'s reasons, missing data, or the cluster does not
+        answer.
         """
-        job_id = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        request = JobRequest(job_id, config, owner, time.time()).to_json()
+        now, first = time.time(), time.time_ns()
+        requests = [
+            JobRequest(new_id(first + index), config, owner, now, sweep_id).to_json()
+            for index, config in enumerate(configs)
+        ]
         fingerprint = self._send_data()
-        extras = self._extras(config)
-        error = self._ask(
-            self.queue.submit,
-            [request],
-            fingerprint,
-            extras,
-            self._task_options(),
-            self.queue_limit,
-            self.workers,
+        extras = self._extras(configs[0])  # a sweep's trials share start_from and drawings
+        limits = {
+            "queue_limit": self.queue_limit,
+            "sweep_limit": self.sweep_limit,
+            "workers": self.workers,
+        }
+        problem = self._ask(
+            self.queue.submit, requests, fingerprint, extras, self._task_options(), limits
         )
-        if error:
-            raise JobError(error)
-        return job_id
-
-    def status(self, job_id: str) -> JobStatus:
-        for status in self.jobs():
-            if status.job_id == job_id:
-                return status
-        raise JobError(f"training job {job_id!r} does not exist (the cluster restarted?)")
+        if problem:
+            raise JobError(problem)
+        return [request["job_id"] for request in requests]
 
     def jobs(self) -> list[JobStatus]:
         """Every job the cluster's queue knows, oldest first."""
@@ -416,8 +449,6 @@ class RayJobs:
     def stop(self, job_id: str) -> None:
         if not self._ask(self.queue.stop, job_id):
             raise JobError(f"training job {job_id!r} does not exist (the cluster restarted?)")
-
-    cancel = stop
 
     # --- moving results into the run store ---
 

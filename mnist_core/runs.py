@@ -75,6 +75,18 @@ class RunInfo:
         return float(self.metrics["test_accuracy"])
 
     @property
+    def val_accuracy(self) -> float | None:
+        """The validation accuracy of the epoch whose weights the run keeps (`best_epoch`):
+        what sweeps rank trials by. None without a validation split or a finished epoch.
+
+        Runs saved before `metrics.json` held it read it from their history.
+        """
+        if "val_accuracy" in self.metrics:
+            value = self.metrics["val_accuracy"]
+            return None if value is None else float(value)
+        return kept_val_accuracy(self.history, self.metrics.get("best_epoch"))
+
+    @property
     def status(self) -> str:
         """ "completed", "stopped" (by the user) or "interrupted" (the process died: the best
         model of its last checkpoint)."""
@@ -176,6 +188,7 @@ class RunStore:
                 "recall": evaluation.recall.tolist(),
                 "epochs_run": result.epochs_run,
                 "best_epoch": result.best_epoch,
+                "val_accuracy": kept_val_accuracy(result.history, result.best_epoch),
                 "stopped": result.stopped,
                 "stopped_early": result.stopped_early,
                 "train_seconds": result.train_seconds,
@@ -461,6 +474,14 @@ class RunRecorder:
             os.replace(temp, path / "metrics.json")
         except (OSError, ValueError):
             pass  # deleted meanwhile, or damaged: it is not listed either way
+
+
+def kept_val_accuracy(history: dict[str, list[float]], best_epoch: Any) -> float | None:
+    """The validation accuracy in `history` of the 1-based epoch `best_epoch`, or None."""
+    values = history.get("val_accuracy") or []
+    if not isinstance(best_epoch, int) or not 0 < best_epoch <= len(values):
+        return None
+    return float(values[best_epoch - 1])
 
 
 def load_model_file(path: str | os.PathLike[str]) -> Any:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -146,6 +148,8 @@ def test_invalid_settings_exit_2_naming_the_field(
         (["train", "--hidden-units", "a,b"], "argument --hidden-units: "),
         (["train", "--preset", "rnn"], "argument --preset: invalid choice: 'rnn'"),
         (["fly"], "argument command: invalid choice: 'fly'"),
+        (["sweep"], "the following arguments are required: --grid"),
+        (["sweep", "--grid", "epochs=1", "--workers", "0"], "argument --workers: must be a whole"),
         ([], "the following arguments are required: command"),
     ],
 )
@@ -439,13 +443,16 @@ def test_export_and_import_argument_errors(
     assert not (tmp_path / "x.zip").exists() and not (tmp_path / "run.tar").exists()
 
 
-def test_train_help_describes_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_train_help_describes_every_setting(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     import dataclasses
 
     from mnist_core.config import TrainConfig
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--help"])
+        main([command, "--help"])
     assert exit_info.value.code == 0
     shown = " ".join(capsys.readouterr().out.split())  # argparse wraps long lines
     for config_field in dataclasses.fields(TrainConfig):
@@ -454,3 +461,169 @@ def test_train_help_describes_every_setting(capsys: pytest.CaptureFixture[str]) 
         option = "--" + config_field.name.replace("_", "-")
         assert f"{option} " in shown and description in shown, config_field.name
     assert "elastic distortion of training images" in shown
+
+
+# --- sweep: trials as jobs, ranked by validation accuracy ---
+
+SWEEP_TRIAL_KEYS = {
+    "job_id",
+    "settings",
+    "state",
+    "error",
+    "run_id",
+    "val_accuracy",
+    "test_accuracy",
+    "epochs_run",
+    "train_seconds",
+}
+
+
+@pytest.mark.slow
+def test_sweep_on_mnist_picks_the_trial_with_the_best_validation_accuracy(
+    mnist_path: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["sweep", "--preset", "mlp", "--grid", "learning_rate=0.001,0.003", "--epochs", "1"]
+        + ["--data", str(mnist_path), "--runs-dir", str(runs_dir), "--json"]
+    )
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = last_json(out)
+    assert set(summary) == {"sweep_id", "settings", "trials", "best_run_id"}
+    assert summary["settings"] == ["learning_rate"]
+    trials = summary["trials"]
+    assert [set(trial) for trial in trials] == [SWEEP_TRIAL_KEYS] * 2
+    assert sorted(trial["settings"]["learning_rate"] for trial in trials) == [0.001, 0.003]
+    store = RunStore(runs_dir)
+    runs = {trial["run_id"]: store.get(trial["run_id"]) for trial in trials}
+    assert len(runs) == 2
+    for trial in trials:
+        run = runs[trial["run_id"]]
+        assert trial["state"] == "finished" and trial["error"] is None
+        assert run.config.learning_rate == trial["settings"]["learning_rate"]
+        assert run.config.epochs == 1 and run.status == "completed"
+        assert trial["val_accuracy"] == run.val_accuracy == run.history["val_accuracy"][0]
+        assert trial["test_accuracy"] == run.test_accuracy
+        assert 0.9 < trial["val_accuracy"] < 1.0 and trial["epochs_run"] == 1
+    # Ranked: the first has the higher validation accuracy, and it is the best.
+    assert trials[0]["val_accuracy"] > trials[1]["val_accuracy"]
+    assert summary["best_run_id"] == trials[0]["run_id"]
+    assert f"best run (highest validation accuracy): {trials[0]['run_id']}" in out
+    table = out.splitlines()
+    assert table[0].split() == ["rank", "learning_rate", "val_acc", "test_acc", "epochs"] + [
+        "seconds",
+        "run",
+    ]
+    assert table[1].split()[:3] == [
+        "1",
+        f"{trials[0]['settings']['learning_rate']:g}",
+        f"{trials[0]['val_accuracy']:.2%}",
+    ]
+    # Progress: each trial's lines, from waiting to finished.
+    assert re.search(r"trial 2/2 learning_rate=0\.003: waiting \(number 1 in line\)", err)
+    for number, rate in ((1, "0.001"), (2, "0.003")):
+        assert f"trial {number}/2 learning_rate={rate}: epoch 1/1, val_accuracy 0." in err
+        assert f"trial {number}/2 learning_rate={rate}: finished, run " in err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--grid", "learning_rate=5"], "learning_rate: must be from 1e-06 to 1, got 5.0"),
+        (["--grid", "speed=1,2"], "speed: is not a setting a sweep can vary; choose one of"),
+        (
+            ["--grid", "learning_rate=0.001,0.003,0.01", "--grid", "batch_size=32,64,128"],
+            "grid: 3 × 3 values make 9 trials, more than this server's limit of 6 "
+            "(MNIST_MAX_SWEEP); remove some values",
+        ),
+        (
+            ["--grid", "learning_rate=0.001", "--grid", "dropout_rate=0.2", "--grid", "seed=1"],
+            "grid: a sweep varies at most 2 settings, got 3",
+        ),
+        (["--grid", "epochs=1,2", "--epochs", "0"], "epochs: must be from 1 to 200, got 0"),
+        (
+            ["--grid", "epochs=1,2", "--ray", "ray://head:10001"],
+            "--ray: this installation has no Ray backend; leave out --ray to run the trials on "
+            "this machine",
+        ),
+    ],
+)
+def test_sweep_refuses_bad_grids_and_settings_with_exit_2(
+    arguments: list[str], message: str, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["sweep", "--runs-dir", str(runs_dir), *arguments])
+
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert err.startswith(f"python -m mnist_core: error: {message}")
+    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert not runs_dir.exists()  # nothing queued
+
+
+def test_a_sweep_the_queue_cannot_take_exits_1(
+    runs_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MNIST_MAX_QUEUE", "1")
+
+    code = main(["sweep", "--grid", "seed=1,2", "--runs-dir", str(runs_dir)])
+
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "error: This server queues at most 1 trainings, fewer than the 2 trials of this sweep; "
+        "remove some values.\n"
+    )
+
+
+def test_a_sweep_whose_trials_fail_reports_each_and_exits_1(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere.npz"
+
+    code = main(
+        ["sweep", "--grid", "seed=1,2", "--data", str(missing), "--runs-dir", str(runs_dir)]
+        + ["--json"]
+    )
+
+    assert code == 1
+    out, err = capsys.readouterr()
+    failures = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert [line.split(" failed: ")[0] for line in failures] == [
+        "error: trial seed=1",
+        "error: trial seed=2",
+    ]
+    assert all(str(missing) in line and "Traceback" not in line for line in failures)
+    summary = last_json(out)
+    assert summary["best_run_id"] is None
+    assert [(t["state"], t["run_id"]) for t in summary["trials"]] == [("failed", None)] * 2
+    assert out.startswith("No trial finished with a run.\n")
+
+
+def test_ctrl_c_stops_every_trial_of_a_sweep(mnist_path: Path, runs_dir: Path) -> None:
+    """Real MNIST: the synthetic digits train 200 epochs in the time a stop takes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnist_core", "sweep", "--grid", "seed=1,2", "--epochs", "200"]
+        + ["--data", str(mnist_path), "--runs-dir", str(runs_dir)],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    for line in process.stderr:  # wait until the first trial has trained an epoch
+        lines.append(line)
+        if "trial 1/2 seed=1: epoch " in line:
+            break
+    process.send_signal(signal.SIGINT)
+    out, rest = process.communicate(timeout=120)
+
+    assert process.returncode == 130, "".join(lines) + rest
+    assert "Stopping every trial" in rest and rest.endswith("interrupted\n")
+    states = [json.loads(path.read_text()) for path in sorted(runs_dir.glob(".jobs/*/state.json"))]
+    assert [state["state"] for state in states] == ["stopped", "stopped"]
+    first = RunStore(runs_dir).get(states[0]["run_id"])
+    assert first.status == "stopped" and first.metrics["epochs_run"] < 200
+    assert states[1]["run_id"] is None  # cancelled while it waited

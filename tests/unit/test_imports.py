@@ -1,6 +1,7 @@
 """The TensorFlow line: the modules the web process uses to list data and queue trainings
 import neither TensorFlow (seconds and hundreds of megabytes) nor Streamlit; nor do the ones it
-predicts and explains with (ONNX Runtime), lists runs with and imports bundles with."""
+predicts and explains with (ONNX Runtime), lists runs with, imports bundles with and plans
+sweeps with."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "mnist_core.bundles",
         "mnist_core.worker",
         "mnist_core.cli",
+        "mnist_core.sweeps",
     ],
 )
 def test_module_imports_neither_tensorflow_nor_streamlit(module: str) -> None:

@@ -18,11 +18,16 @@ from typing import Any
 
 import pytest
 
+from mnist_core import job_service
+from mnist_core.config import TrainConfig
 from mnist_core.job_service import (
     WORKER_DIED,
     JobError,
+    JobRequest,
     JobState,
+    JobStatus,
     LocalJobs,
+    admission_error,
     max_queue,
     max_workers,
 )
@@ -316,3 +321,174 @@ def test_a_node_lost_mid_job_fails_the_job_and_the_queue_goes_on(
     wait_until(on_head, lambda: on_head.status(after).current.run_id is not None)
     assert on_head.status(after).state == "finished"
     ray.kill(service.queue)
+
+
+# --- sweeps: several jobs of one owner, admitted together ---
+
+
+def status_of(owner: str, state: str, sweep_id: str | None = None) -> JobStatus:
+    request = JobRequest(f"job-{owner}-{state}", TrainConfig(), owner, 0.0, sweep_id)
+    return JobStatus(request, JobState(state=state), 1 if state == "queued" else None, False)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "count", "message"),
+    [
+        ([], 6, None),
+        ([status_of("ada", "finished", "s0"), status_of("bob", "running")], 2, None),
+        (
+            [status_of("ada", "running")],
+            1,
+            "You already have a training waiting or running; stop or cancel it first.",
+        ),
+        (
+            [status_of("ada", "queued", "s1")],
+            1,
+            "You already have a sweep waiting or running; stop it or let it finish first.",
+        ),
+        (
+            [status_of("ada", "running", "s1")],
+            3,
+            "You already have a sweep waiting or running; stop it or let it finish first.",
+        ),
+        ([status_of(f"v{n}", "queued") for n in range(7)], 3, None),  # 7 + 3 = 10 waiting
+        (
+            [status_of(f"v{n}", "queued") for n in range(8)],
+            3,
+            "The queue has room for 2 more trainings, not the 3 trials of this sweep; try again "
+            "when some have started, or remove some values.",
+        ),
+        (
+            [status_of(f"v{n}", "queued") for n in range(10)],
+            1,
+            "The queue is full (10 trainings waiting, the most this server takes); try again "
+            "when one has started.",
+        ),
+        (
+            [],
+            11,
+            "This server queues at most 10 trainings, fewer than the 11 trials of this sweep; "
+            "remove some values.",
+        ),
+    ],
+)
+def test_admission_one_job_or_one_sweep_per_owner_and_waiting_trials_count(
+    statuses: list[JobStatus], count: int, message: str | None
+) -> None:
+    assert admission_error(statuses, "ada", count=count, queue_limit=10) == message
+
+
+def test_admission_refuses_a_sweep_above_its_cap() -> None:
+    assert admission_error([], "ada", count=7, queue_limit=10, sweep_limit=6) == (
+        "A sweep of 7 trials is more than this server takes (6, MNIST_MAX_SWEEP); remove some "
+        "values."
+    )
+    assert admission_error([], "ada", count=6, queue_limit=10, sweep_limit=6) is None
+
+
+@pytest.fixture
+def idle_service(runs_dir: Path) -> LocalJobs:
+    """A queue with no worker: jobs wait, nothing trains."""
+    return LocalJobs(runs_dir, workers=0, queue_limit=5, sweep_limit=4)
+
+
+def test_a_sweep_queues_every_trial_under_one_id_in_order(
+    idle_service: LocalJobs, small_config
+) -> None:
+    configs = [small_config.replace(learning_rate=rate) for rate in (0.001, 0.003, 0.01)]
+
+    sweep_id = idle_service.submit_sweep(configs, owner="ada")
+
+    trials = idle_service.sweep(sweep_id)
+    assert [t.request.config.learning_rate for t in trials] == [0.001, 0.003, 0.01]
+    assert [(t.state, t.position, t.request.sweep_id) for t in trials] == [
+        ("queued", 1, sweep_id),
+        ("queued", 2, sweep_id),
+        ("queued", 3, sweep_id),
+    ]
+    assert [t.job_id for t in idle_service.jobs()] == [t.job_id for t in trials]
+    with pytest.raises(JobError, match="You already have a sweep waiting or running"):
+        idle_service.submit(small_config, owner="ada")
+    with pytest.raises(JobError, match="You already have a sweep waiting or running"):
+        idle_service.submit_sweep(configs, owner="ada")
+    with pytest.raises(JobError, match=r"The queue has room for 2 more trainings, not the 3"):
+        idle_service.submit_sweep(configs, owner="bob")
+    with pytest.raises(JobError, match=r"A sweep of 5 trials is more than this server takes \(4"):
+        idle_service.submit_sweep([small_config] * 5, owner="cy")
+    with pytest.raises(JobError, match="A sweep needs at least one trial"):
+        idle_service.submit_sweep([], owner="cy")
+    assert len(idle_service.jobs()) == 3  # the refused sweeps left nothing behind
+    with pytest.raises(JobError, match="sweep 'nope' does not exist"):
+        idle_service.sweep("nope")
+
+
+def test_a_sweep_is_queued_whole_or_not_at_all(
+    idle_service: LocalJobs, small_config, runs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write, writes = job_service._write_atomic, []
+
+    def write_then_fail(path: Path, value: object) -> None:
+        writes.append(path)
+        if len(writes) == 5:  # the third trial's state.json: the disk is full
+            raise OSError(28, "No space left on device")
+        real_write(path, value)
+
+    monkeypatch.setattr(job_service, "_write_atomic", write_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        idle_service.submit_sweep([small_config] * 3, owner="ada")
+
+    assert idle_service.jobs() == []
+    assert sorted(path.name for path in (runs_dir / ".jobs").iterdir()) == ["lock"]
+    monkeypatch.setattr(job_service, "_write_atomic", real_write)
+    assert len(idle_service.sweep(idle_service.submit_sweep([small_config] * 3, "ada"))) == 3
+
+
+def test_a_job_file_written_before_sweeps_still_loads(
+    idle_service: LocalJobs, small_config
+) -> None:
+    job_id = idle_service.submit(small_config, owner="ada")
+    job_file = idle_service.root / job_id / "job.json"
+    old = json.loads(job_file.read_text())
+    del old["sweep_id"]
+    job_file.write_text(json.dumps(old))
+
+    loaded = idle_service.status(job_id)
+    assert (loaded.request.sweep_id, loaded.request.config) == (None, small_config)
+
+
+@BACKENDS
+def test_a_sweeps_trials_all_land_as_runs(service, small_config, runs_dir: Path) -> None:
+    rates = (0.01, 0.003)
+    sweep_id = service.submit_sweep(
+        [small_config.replace(learning_rate=rate) for rate in rates], owner="ada"
+    )
+    wait_until(service, lambda: all(t.current.run_id for t in service.sweep(sweep_id)))
+
+    trials = service.sweep(sweep_id)
+    assert [t.state for t in trials] == ["finished", "finished"]
+    runs = [RunStore(runs_dir).get(t.current.run_id) for t in trials]
+    assert [run.config.learning_rate for run in runs] == list(rates)
+    assert all(len(run.history["val_accuracy"]) == 3 for run in runs)
+
+
+@BACKENDS
+def test_stopping_a_sweep_stops_its_running_trial_and_cancels_the_waiting_ones(
+    service, long_config, runs_dir: Path
+) -> None:
+    other = service.submit(long_config.replace(epochs=1), owner="bob")  # not part of the sweep
+    sweep_id = service.submit_sweep([long_config, long_config.replace(seed=8)], owner="ada")
+    wait_until(service, lambda: service.status(other).state == "finished")
+    first, second = service.sweep(sweep_id)
+    wait_until(service, lambda: len(service.status(first.job_id).current.history["loss"]) >= 1)
+    assert service.status(second.job_id).state == "queued"  # one worker: it waits
+
+    service.stop_sweep(sweep_id)
+    wait_until(service, lambda: not any(t.active for t in service.sweep(sweep_id)))
+
+    first, second = service.sweep(sweep_id)
+    assert (first.state, second.state) == ("stopped", "stopped")
+    assert RunStore(runs_dir).get(first.current.run_id).status == "stopped"
+    assert second.current.run_id is None and second.current.history["loss"] == []
+    if isinstance(service, LocalJobs):
+        assert not (runs_dir / ".jobs" / second.job_id / "worker.log").exists()  # never started
+    assert service.status(other).state == "finished" and not service.status(other).stop_requested

@@ -118,6 +118,23 @@ def test_metrics_json(store: RunStore, run_id: str, trained, digits) -> None:
     assert config == trained.config.to_dict()
 
 
+def test_val_accuracy_is_the_kept_epochs_also_for_runs_saved_without_it(
+    store: RunStore, run_id: str, trained
+) -> None:
+    kept = trained.history["val_accuracy"][trained.best_epoch - 1]
+    metrics_file = store.root / run_id / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    assert metrics["val_accuracy"] == kept
+    assert store.get(run_id).val_accuracy == kept
+
+    del metrics["val_accuracy"]  # a run saved before metrics.json held it
+    metrics_file.write_text(json.dumps(metrics))
+    assert store.get(run_id).val_accuracy == kept
+
+    metrics_file.write_text(json.dumps({**metrics, "best_epoch": 0}))  # stopped in epoch 1
+    assert store.get(run_id).val_accuracy is None
+
+
 def test_history_csv(store: RunStore, run_id: str, trained) -> None:
     lines = store.get(run_id).history_csv().splitlines()
 
