@@ -45,6 +45,8 @@ if PagesManager.uses_pages_directory:
 ACTIVE_RUN = "active_run"  # run id of the model this session uses by default
 JOB_ID = "train_job_id"  # id of the training job this session started
 JOB_QUERY_PARAM = "job"  # the same id in the URL, so a reload still owns the job
+SWEEP_ID = "train_sweep_id"  # id of the sweep this session started
+SWEEP_QUERY_PARAM = "sweep"  # the same id in the URL, so a reload still shows the sweep
 VISITOR = "visitor_id"  # an id of this browser session, the owner of its training jobs
 
 
@@ -205,6 +207,16 @@ def remember_job(job_id: str) -> None:
     st.query_params[JOB_QUERY_PARAM] = job_id
 
 
+def my_sweep_id() -> str | None:
+    """The sweep this session started (also after a reload of the page), if any."""
+    return st.session_state.get(SWEEP_ID) or st.query_params.get(SWEEP_QUERY_PARAM)
+
+
+def remember_sweep(sweep_id: str) -> None:
+    st.session_state[SWEEP_ID] = sweep_id
+    st.query_params[SWEEP_QUERY_PARAM] = sweep_id
+
+
 def demo_limits() -> DemoLimits:
     """The caps a hosted demo sets through the environment (MNIST_MAX_EPOCHS, ...).
 
@@ -227,6 +239,15 @@ def forget_vanished_run(key: str, runs: list[RunInfo]) -> None:
             icon=":material/warning:",
         )
         del st.session_state[key]
+
+
+def ordinal(number: int | None) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, ..., 21st."""
+    number = number or 0
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
 
 
 def page_path(name: str) -> Path:
