@@ -24,7 +24,7 @@ from mnist_core.sweeps import (
 )
 from pages import app_state
 
-# The settings a visitor may vary, named as the form above names them.
+# The settings a visitor may vary (`SWEEPABLE`), named as the form above names them.
 LABELS = {
     "learning_rate": "Learning rate",
     "dropout_rate": "Dropout rate",
@@ -81,27 +81,27 @@ def sweep_form(
         st.session_state[setting_key(1)], st.session_state[setting_key(2)] = "learning_rate", NONE
         suggest_values(1)
         suggest_values(2)
-    columns = st.columns(2)
-    axes = []
-    try:
-        for slot, column in zip(SLOTS, columns, strict=True):
-            setting = column.selectbox(
-                f"Setting {slot}",
-                list(LABELS) if slot == 1 else [NONE, *LABELS],
-                key=setting_key(slot),
-                format_func=lambda name: LABELS.get(name, "(none)"),
-                on_change=suggest_values,
-                args=(slot,),
+    chosen = []  # (setting, its values as typed)
+    for slot, column in zip(SLOTS, st.columns(2), strict=True):
+        setting = column.selectbox(
+            f"Setting {slot}",
+            list(SWEEPABLE) if slot == 1 else [NONE, *SWEEPABLE],
+            key=setting_key(slot),
+            format_func=lambda name: LABELS.get(name, name) if name else "(none)",
+            on_change=suggest_values,
+            args=(slot,),
+        )
+        if setting:
+            text = column.text_input(
+                f"Values of {LABELS.get(setting, setting).lower()}",
+                key=values_key(slot),
+                help="Separated by commas. Layer sizes join their layers with +, like 256+128; "
+                "switches are true or false.",
             )
-            if setting:
-                text = column.text_input(
-                    f"Values of {LABELS[setting].lower()}",
-                    key=values_key(slot),
-                    help="Separated by commas. Layer sizes join their layers with +, like "
-                    "256+128; switches are true or false.",
-                )
-                axes.append(parse_values(setting, text))
-        configs = None
+            chosen.append((setting, text))
+    configs = None
+    try:
+        axes = [parse_values(setting, text) for setting, text in chosen]
         if base is not None:  # else the form above says what to fix
             configs = expand(base, axes)
             for config in configs:

@@ -1023,6 +1023,14 @@ def test_train_sweep_form_counts_the_trials_and_explains_bad_values(
         assert len(at.error) == 1 and at.error[0].value.startswith(message), values
         assert at.button(key="train_sweep_start").disabled, values
 
+    at.text_input(key="train_sweep_values_2").input("0.2, 0.4").run()
+    at.text_input(key="train_sweep_values_1").input("0.001, fast").run()
+    assert [e.value for e in at.error] == [
+        "learning_rate: 'fast' is not a number; write values like 0.0005,0.001,0.003"
+    ]
+    assert at.text_input(key="train_sweep_values_2").value == "0.2, 0.4"  # still there
+    at.text_input(key="train_sweep_values_1").input("0.0005, 0.001, 0.003").run()
+
     at.selectbox(key="train_sweep_setting_2").set_value("epochs").run()
     at.text_input(key="train_sweep_values_2").input("5, 50").run()
     assert [e.value for e in at.error] == [
