@@ -145,10 +145,11 @@ def show_sweep(service: LocalJobs, sweep_id: str, follow: bool) -> None:
     st.caption(f"{ended} of {len(trials)} trials ended")
     for number, trial in enumerate(trials, start=1):
         if trial.state == "failed":
-            settings_of = {name: getattr(trial.request.config, name) for name in settings}
-            st.error(
-                f"Trial {number} ({describe_settings(settings_of)}) failed: {trial.current.error}"
+            swept = describe_settings(
+                {name: getattr(trial.request.config, name) for name in settings}
             )
+            which = f"Trial {number} ({swept})" if swept else f"Trial {number}"
+            st.error(f"{which} failed: {trial.current.error}")
     if ended < len(trials):
         trials_table(trials, settings)
         stopping = all(trial.stop_requested for trial in trials if trial.active)
@@ -241,7 +242,7 @@ def use_best(chosen: TrialResult | None) -> None:
         st.info("No trial has a validation accuracy to rank it by.")
         return
     summary = (
-        f"Best trial: **{chosen.label}**, run `{chosen.run_id}`, "
+        f"Best trial: {f'**{chosen.label}**, ' if chosen.label else ''}run `{chosen.run_id}`, "
         f"{chosen.val_accuracy:.2%} validation accuracy ({chosen.test_accuracy:.2%} on the "
         "test set)."
     )
