@@ -49,13 +49,11 @@ SWEEPABLE: dict[str, str] = {
 }
 # Why the other settings cannot be swept.
 _NOT_SWEPT = {
-    "validation_split": "trials are compared on the same validation digits; set it for all",
+    "validation_split": "trials are compared on the same validation digits; set it for all trials",
     "drawings": "set it for all trials",
     "start_from": "set it for all trials",
-    # Keeping the lowest validation loss's epoch picks on the validation digits too: those
-    # trials would be favoured.
-    "restore_best": "keeping the best epoch favours its trials on the validation digits; set it "
-    "for all trials",
+    "restore_best": "keeping the best epoch picks on the validation digits too, which favours "
+    "those trials; set it for all trials",
 }
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
