@@ -373,10 +373,12 @@ def _sweep(args: argparse.Namespace) -> int:
     ranked = sweep_results(trials, RunStore(args.runs_dir))
     chosen = best(ranked)
     _print_ranking(ranked, settings)
-    failed = [trial for trial in trials if trial.state == "failed"]
-    for trial in failed:
+    failed = [number for number, trial in enumerate(trials, start=1) if trial.state == "failed"]
+    for number in failed:
+        trial = trials[number - 1]
         print(
-            f"error: trial {_trial_name(trial, settings)} failed: {trial.current.error}",
+            f"error: trial {_trial_name(trial, number, len(trials), settings)} failed: "
+            f"{trial.current.error}",
             file=sys.stderr,
         )
     if chosen is not None:
@@ -400,7 +402,7 @@ def _follow_sweep(
             if shown.get(trial.job_id) != (trial.state, epochs):
                 shown[trial.job_id] = (trial.state, epochs)
                 stream.write(
-                    f"trial {number}/{len(trials)} {_trial_name(trial, settings)}: "
+                    f"trial {_trial_name(trial, number, len(trials), settings)}: "
                     f"{_trial_state(trial)}\n"
                 )
                 stream.flush()
@@ -409,9 +411,11 @@ def _follow_sweep(
         time.sleep(interval)
 
 
-def _trial_name(trial: JobStatus, settings: list[str]) -> str:
+def _trial_name(trial: JobStatus, number: int, count: int, settings: list[str]) -> str:
+    """`2/6 learning_rate=0.001 · dropout_rate=0.4`: the trial's place and swept settings."""
     config = trial.request.config
-    return describe_settings({name: getattr(config, name) for name in settings})
+    swept = describe_settings({name: getattr(config, name) for name in settings})
+    return f"{number}/{count} {swept}".rstrip()
 
 
 def _trial_state(trial: JobStatus) -> str:

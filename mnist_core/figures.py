@@ -13,6 +13,8 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from mnist_core.sweeps import TrialResult, best, format_value
+
 _COLOURS = plotly.colors.qualitative.Plotly
 WRONG_COLOUR = "#d62728"  # plotly figures
 RIGHT_COLOUR = "#2ca02c"
@@ -351,3 +353,89 @@ def replay_figure(answers: np.ndarray, labels: np.ndarray) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 10, "b": 40},
     )
     return figure
+
+
+@pandas_first
+def sweep_figure(results: Sequence[TrialResult], settings: Sequence[str]) -> go.Figure:
+    """Validation accuracy of a sweep's trials against its first swept setting, one line per
+    value of the second (if any); a star marks the best trial, the one `sweeps.best` picks.
+
+    `results` are `sweeps.TrialResult`s, in any order; trials without a validation score are
+    left out. The learning rate gets a logarithmic axis; layer sizes, names and switches are
+    categories, in their order of size.
+    """
+    scored = [row for row in results if row.val_accuracy is not None]
+    first = settings[0] if settings else None
+    second = settings[1] if len(settings) > 1 else None
+    numeric = first is not None and all(
+        isinstance(row.settings[first], int | float) and not isinstance(row.settings[first], bool)
+        for row in scored
+    )
+
+    def x_of(row: TrialResult) -> object:
+        if first is None:
+            return row.label or "the trial"
+        value = row.settings[first]
+        return value if numeric else format_value(value)
+
+    def order(row: TrialResult, setting: str | None) -> tuple:
+        return () if setting is None else (row.settings[setting],)
+
+    groups: dict[str, list[TrialResult]] = {}
+    for row in sorted(scored, key=lambda row: (order(row, second), order(row, first))):
+        name = "validation accuracy"
+        if second is not None:
+            name = f"{second}={format_value(row.settings[second])}"
+        groups.setdefault(name, []).append(row)
+    figure = go.Figure()
+    for index, (name, rows) in enumerate(groups.items()):
+        figure.add_trace(
+            go.Scatter(
+                x=[x_of(row) for row in rows],
+                y=[row.val_accuracy for row in rows],
+                mode="lines+markers",
+                name=name,
+                line={"color": _COLOURS[index % len(_COLOURS)]},
+                customdata=[[row.run_id, row.test_accuracy] for row in rows],
+                hovertemplate=f"{name}<br>%{{x}}: validation %{{y:.2%}}"
+                "<br>test %{customdata[1]:.2%}<br>run %{customdata[0]}<extra></extra>",
+            )
+        )
+    chosen = best(scored)
+    if chosen is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[x_of(chosen)],
+                y=[chosen.val_accuracy],
+                mode="markers",
+                name=f"best: {chosen.label}",
+                marker={"symbol": "star", "size": 16, "color": "#f2b705"},
+                hovertemplate=f"best: {chosen.label}<br>validation %{{y:.2%}}<extra></extra>",
+            )
+        )
+    tried = sorted({row.settings[first] for row in scored}) if numeric and first else []
+    figure.update_layout(
+        xaxis={
+            "title": first or "",
+            "type": ("log" if first == "learning_rate" else "linear") if numeric else "category",
+            # Ticks at the values tried, not at round numbers between them.
+            **({"tickvals": tried, "ticktext": [format_value(v) for v in tried]} if tried else {}),
+        },
+        yaxis={"title": "validation accuracy", "tickformat": ".1%", "range": _padded(scored)},
+        height=360,
+        margin={"l": 60, "r": 20, "t": 20, "b": 50},
+        legend={"orientation": "h", "y": -0.25},
+        hovermode="closest",
+    )
+    return figure
+
+
+def _padded(scored: Sequence[TrialResult]) -> list[float] | None:
+    """A validation-accuracy range around the scores, a little wider than they spread (plotly
+    spans 0 to 150 % around a single point); None (automatic) without scores."""
+    values = [row.val_accuracy for row in scored if row.val_accuracy is not None]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    pad = max(0.002, 0.15 * (high - low))
+    return [max(0.0, low - pad), high + pad]

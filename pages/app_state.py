@@ -47,6 +47,8 @@ if PagesManager.uses_pages_directory:
 ACTIVE_RUN = "active_run"  # run id of the model this session uses by default
 JOB_ID = "train_job_id"  # id of the training job this session started
 JOB_QUERY_PARAM = "job"  # the same id in the URL, so a reload still owns the job
+SWEEP_ID = "train_sweep_id"  # id of the sweep this session started
+SWEEP_QUERY_PARAM = "sweep"  # the same id in the URL, so a reload still shows the sweep
 VISITOR = "visitor_id"  # an id of this browser session, the owner of its training jobs
 
 
@@ -207,6 +209,16 @@ def my_job_id() -> str | None:
 def remember_job(job_id: str) -> None:
     st.session_state[JOB_ID] = job_id
     st.query_params[JOB_QUERY_PARAM] = job_id
+
+
+def my_sweep_id() -> str | None:
+    """The sweep this session started (also after a reload of the page), if any."""
+    return st.session_state.get(SWEEP_ID) or st.query_params.get(SWEEP_QUERY_PARAM)
+
+
+def remember_sweep(sweep_id: str) -> None:
+    st.session_state[SWEEP_ID] = sweep_id
+    st.query_params[SWEEP_QUERY_PARAM] = sweep_id
 
 
 def demo_limits() -> DemoLimits:

@@ -24,7 +24,7 @@ from mnist_core.job_service import (
     seconds_left,
     wait_seconds,
 )
-from pages import app_state, drawings_view, share_view
+from pages import app_state, drawings_view, share_view, sweep_view
 
 BEFORE = "train_before_run"  # the run to compare the new one with
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
@@ -183,7 +183,8 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
 
 
 def show_queue(statuses: list[JobStatus], mine: str | None, runs: list) -> None:
-    """Every training running or waiting on this server, anonymous: what, how far, how long."""
+    """Every training running or waiting on this server, anonymous: what, how far, how long.
+    `mine` is this visitor's job; the trials of their sweep are theirs too."""
     active = [status for status in statuses if status.active]
     if not active:
         return
@@ -192,7 +193,7 @@ def show_queue(statuses: list[JobStatus], mine: str | None, runs: list) -> None:
         progress = status.current.progress
         rows.append(
             {
-                "": "yours" if status.job_id == mine else "",
+                "": "yours" if status.job_id == mine or mine_in_sweep(status) else "",
                 "model": status.request.config.architecture,
                 "state": f"waiting ({ordinal(status.position)})"
                 if status.state == "queued"
@@ -208,6 +209,11 @@ def show_queue(statuses: list[JobStatus], mine: str | None, runs: list) -> None:
         key="train_queue",
         column_config={"progress": st.column_config.ProgressColumn(min_value=0, max_value=1)},
     )
+
+
+def mine_in_sweep(status: JobStatus) -> bool:
+    """Whether the job is a trial of this visitor's sweep."""
+    return my_sweep is not None and status.request.sweep_id == my_sweep
 
 
 def show_job(job_id: str | None, follow: bool) -> None:
@@ -318,10 +324,14 @@ service = app_state.job_service()
 share_view.load_train_again(limits, apply_settings)
 config = settings_form(limits)
 job_id = app_state.my_job_id()
+my_sweep = app_state.my_sweep_id()
 statuses = service.jobs()
 busy = any(status.active and status.job_id == job_id for status in statuses)
+sweeping = any(status.active and mine_in_sweep(status) for status in statuses)
 others_training = any(status.active for status in statuses)
-if st.button("Train", key="train_start", type="primary", disabled=config is None or busy):
+if st.button(
+    "Train", key="train_start", type="primary", disabled=config is None or busy or sweeping
+):
     # What "before" means on the summary: the run fine-tuned, else the model active until now.
     active = app_state.active_run()
     st.session_state[BEFORE] = config.start_from or (active.run_id if active else None)
@@ -334,9 +344,20 @@ if st.button("Train", key="train_start", type="primary", disabled=config is None
         st.rerun()  # the page again, the Train button disabled while this job is on
 
 
+with st.expander("Try several settings", icon=":material/tune:"):
+    sweep_view.sweep_form(config, limits, service, disabled=busy or sweeping)
+
+
 @st.fragment(run_every=0.5 if busy or others_training else None)
 def live_job(follow: bool) -> None:
     show_job(job_id, follow)
 
 
+@st.fragment(run_every=0.5 if sweeping else None)
+def live_sweep(follow: bool) -> None:
+    sweep_view.show_sweep(service, my_sweep, follow)
+
+
 live_job(follow=busy)
+if my_sweep:
+    live_sweep(follow=sweeping)

@@ -986,3 +986,178 @@ def test_train_explains_every_setting(app_env: Path) -> None:
     }
     assert helps == {name: describe(name) for name in helps}
     assert describe("seed") == "Seed of the weights, shuffling, dropout and augmentation."
+
+
+# --- Train: try several settings (sweeps) ---
+
+
+def sweep_captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption if "trial" in c.value]
+
+
+def test_train_sweep_form_counts_the_trials_and_explains_bad_values(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "10")
+    at = page("train").run()
+    assert not at.exception
+    assert at.selectbox(key="train_sweep_setting_1").value == "learning_rate"
+    assert at.text_input(key="train_sweep_values_1").value == "0.0005, 0.001, 0.003"
+    assert at.selectbox(key="train_sweep_setting_2").value == ""
+    assert sweep_captions(at)[-1].startswith("**3 trials** (this server takes at most 6 per sweep)")
+    assert not at.button(key="train_sweep_start").disabled
+
+    at.selectbox(key="train_sweep_setting_2").set_value("dropout_rate").run()
+    assert at.text_input(key="train_sweep_values_2").value == "0.2, 0.4"  # an example to edit
+    assert sweep_captions(at)[-1].startswith("**6 trials**")
+    assert not at.error
+
+    for values, message in [
+        ("0.2, 0.4, 0.6", "grid: 3 × 3 values make 9 trials, more than this server's limit of 6"),
+        ("0.2, lots", "dropout_rate: 'lots' is not a number; write values like 0.2,0.4"),
+        ("0.2, 0.2", "dropout_rate: 0.2 is given twice; give each value once"),
+        ("0.2, 0.95", "dropout_rate: must be from 0 to 0.9, got 0.95"),
+    ]:
+        at.text_input(key="train_sweep_values_2").input(values).run()
+        assert not at.exception
+        assert len(at.error) == 1 and at.error[0].value.startswith(message), values
+        assert at.button(key="train_sweep_start").disabled, values
+
+    at.text_input(key="train_sweep_values_2").input("0.2, 0.4").run()
+    at.text_input(key="train_sweep_values_1").input("0.001, fast").run()
+    assert [e.value for e in at.error] == [
+        "learning_rate: 'fast' is not a number; write values like 0.0005,0.001,0.003"
+    ]
+    assert at.text_input(key="train_sweep_values_2").value == "0.2, 0.4"  # still there
+    at.text_input(key="train_sweep_values_1").input("0.0005, 0.001, 0.003").run()
+
+    at.selectbox(key="train_sweep_setting_2").set_value("epochs").run()
+    at.text_input(key="train_sweep_values_2").input("5, 50").run()
+    assert [e.value for e in at.error] == [
+        "epochs: this server allows at most 10, got 50; choose 10 or less"
+    ]
+    at.selectbox(key="train_sweep_setting_2").set_value("learning_rate").run()
+    assert at.error[0].value.startswith("learning_rate: is given twice")
+    at.selectbox(key="train_sweep_setting_2").set_value("").run()
+    monkeypatch.setenv("MNIST_MAX_SWEEP", "2")
+    at.run()
+    assert at.error[0].value.startswith("grid: 3 values make 3 trials, more than this server's")
+
+
+def make_finished_sweep(store: Path, trials: list[tuple[float, float | None, float, str]]) -> str:
+    """A sweep of learning rates whose trials ended: (learning rate, validation accuracy,
+    test accuracy, state) each. A finished trial's run is a copy of the store's run with those
+    scores; a failed one has none. Its id."""
+    from mnist_core.config import TrainConfig
+    from mnist_core.job_service import JobState, LocalJobs, write_state
+
+    (source,) = run_folders(store)
+    configs = [TrainConfig.preset("mlp", learning_rate=rate) for rate, *_ in trials]
+    queue = LocalJobs(store, workers=0)  # nothing starts: the states are written below
+    sweep_id = queue.submit_sweep(configs, owner="a visitor before a reload")
+    for number, (trial, (rate, val, test, state)) in enumerate(
+        zip(queue.sweep(sweep_id), trials, strict=True)
+    ):
+        run_id = None
+        if state == "finished":
+            run_id = f"20260101-00000{number}-mlp-00000{number}"
+            shutil.copytree(source, store / run_id)
+            config = json.loads((store / run_id / "config.json").read_text())
+            (store / run_id / "config.json").write_text(
+                json.dumps({**config, "learning_rate": rate})
+            )
+            metrics = json.loads((store / run_id / "metrics.json").read_text())
+            metrics.update(val_accuracy=val, test_accuracy=test, epochs_run=2, train_seconds=9.0)
+            (store / run_id / "metrics.json").write_text(json.dumps(metrics))
+        error = (
+            "The training process died (killed, or out of memory)" if state == "failed" else None
+        )
+        write_state(
+            store / ".jobs" / trial.job_id,
+            JobState(state=state, run_id=run_id, error=error),
+        )
+    return sweep_id
+
+
+def test_train_sweep_view_ranks_by_validation_and_uses_the_best_trial(own_runs: Path) -> None:
+    sweep_id = make_finished_sweep(
+        own_runs,
+        [
+            (0.001, 0.971, 0.990, "finished"),  # the best test accuracy: never the pick
+            (0.003, 0.982, 0.975, "finished"),  # the best validation accuracy
+            (0.01, None, 0.0, "failed"),
+        ],
+    )
+    at = page("train")
+    at.query_params["sweep"] = sweep_id  # a reloaded page: only the address knows the sweep
+    at.run()
+
+    assert not at.exception
+    assert "Your sweep" in [s.value for s in at.subheader]
+    assert "3 of 3 trials ended" in sweep_captions(at)
+    assert "2 of the 3 trials ended with a run to compare." in sweep_captions(at)
+    assert [e.value for e in at.error] == [
+        "Trial 3 (learning_rate=0.01) failed: The training process died (killed, or out of memory)"
+    ]
+    (table,) = [d.value for d in at.dataframe if "rank" in d.value.columns]
+    assert list(table["rank"]) == [1, 2]
+    assert list(table["learning_rate"]) == ["0.003", "0.001"]
+    assert list(table["validation accuracy"]) == pytest.approx([98.2, 97.1])
+    assert list(table["test accuracy"]) == pytest.approx([97.5, 99.0])
+    assert list(table["run"]) == ["20260101-000001-mlp-000001", "20260101-000000-mlp-000000"]
+    (chart,) = [c for c in at.get("plotly_chart") if "validation accuracy" in c.proto.spec]
+    spec = json.loads(chart.proto.spec)
+    line, star = spec["data"]
+    assert list(plotly_array(line["x"])) == [0.001, 0.003]
+    assert list(plotly_array(line["y"])) == [0.971, 0.982]
+    assert (star["name"], list(star["x"])) == ("best: learning_rate=0.003", [0.003])
+    assert spec["layout"]["xaxis"]["type"] == "log"
+
+    at.button(key="train_sweep_use_best").click().run()
+
+    assert not at.exception
+    assert at.session_state["active_run"] == "20260101-000001-mlp-000001"
+    (success,) = at.success
+    assert success.value.startswith("Best trial: **learning_rate=0.003**, run `20260101-000001")
+    assert success.value.endswith(
+        "98.20% validation accuracy (97.50% on the test set). It is your active model."
+    )
+    assert [b for b in at.button if b.key == "train_sweep_use_best"] == []
+    home = at.switch_page("pages/home.py").run()  # the session's active model, elsewhere
+    assert any(
+        "run `20260101-000001-mlp-000001`: 97.50% test accuracy" in text.value
+        for text in home.markdown
+    )
+
+
+def test_train_sweep_starts_from_the_form_shows_its_trials_and_stops(own_runs: Path) -> None:
+    at = page("train").run()
+    at.text_input(key="train_sweep_values_1").input("0.001, 0.003").run()
+    at.button(key="train_sweep_start").click().run()
+
+    assert not at.exception
+    sweep_id = at.session_state["train_sweep_id"]
+    assert at.query_params["sweep"] == sweep_id
+    (trials,) = [
+        d.value
+        for d in at.dataframe
+        if "progress" in d.value.columns and "trial" in d.value.columns
+    ]
+    assert list(trials["learning_rate"]) == ["0.001", "0.003"]
+    assert list(trials["state"])[1] == "waiting (1st)"  # one worker: the second waits
+    assert at.button(key="train_start").disabled and at.button(key="train_sweep_start").disabled
+    queue = [d.value for d in at.dataframe if "time left" in d.value.columns][0]
+    assert list(queue[""]) == ["yours", "yours"]
+
+    at.button(key="train_sweep_stop").click().run()
+    assert "Stopping every trial: the ones training keep their best weights so far." in [
+        i.value for i in at.info
+    ]
+    deadline = time.monotonic() + 120
+    while "2 of 2 trials ended" not in sweep_captions(at) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    assert "2 of 2 trials ended" in sweep_captions(at)
+    assert not at.button(key="train_start").disabled
+    assert not at.button(key="train_sweep_start").disabled

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,35 @@ def test_home_is_accessible(themed_page: Page, app_url: str) -> None:
 def test_train_is_accessible(themed_page: Page, app_url: str) -> None:
     ui.open_page(themed_page, app_url + "/train", "Train")
     expect(themed_page.get_by_role("button", name="Train", exact=True)).to_be_visible()
+    assert_accessible(themed_page)
+
+
+def finished_sweep(runs_dir: Path, run_id: str) -> str:
+    """A sweep whose one trial finished as run `run_id`, written straight into the job
+    service's folder (never queued, so no worker starts); its id."""
+    from mnist_core.job_service import JobRequest, JobState, write_state
+    from mnist_core.runs import RunStore
+
+    config = RunStore(runs_dir).get(run_id).config
+    sweep_id = f"{time.time_ns():020d}-a11y"
+    job_id = f"{time.time_ns():020d}-a11y"
+    folder = runs_dir / ".jobs" / f".{job_id}"  # hidden until complete, as the service does
+    folder.mkdir(parents=True)
+    request = JobRequest(job_id, config, "another visitor", time.time(), sweep_id)
+    (folder / "job.json").write_text(json.dumps(request.to_json()))
+    write_state(folder, JobState(state="finished", run_id=run_id))
+    folder.rename(runs_dir / ".jobs" / job_id)
+    return sweep_id
+
+
+def test_a_finished_sweep_is_accessible(
+    themed_page: Page, app_url: str, starter_runs: tuple[Path, str]
+) -> None:
+    sweep_id = finished_sweep(*starter_runs)
+    ui.open_page(themed_page, f"{app_url}/train?sweep={sweep_id}", "Train")
+    themed_page.get_by_text("Try several settings", exact=True).click()  # the form, too
+    expect(themed_page.get_by_role("button", name="Use the best trial")).to_be_visible()
+    expect(themed_page.get_by_role("button", name="Start sweep")).to_be_visible()
     assert_accessible(themed_page)
 
 

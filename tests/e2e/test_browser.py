@@ -176,6 +176,54 @@ def test_training_survives_navigation_and_stops_on_request(
     expect(page.get_by_role("button", name="Train", exact=True)).to_be_enabled()
 
 
+def test_a_sweep_of_two_learning_rates_is_ranked_by_validation_accuracy(
+    page: Page, app_url: str, starter_runs: tuple[Path, str]
+) -> None:
+    ui.open_page(page, app_url + "/train", "Train")
+    ui.set_slider_to_minimum(page, "Epochs")
+    ui.wait_until_idle(page)
+    page.get_by_text("Try several settings", exact=True).click()
+    values = page.get_by_role("textbox", name="Values of learning rate")
+    values.fill("0.001, 0.003")
+    values.press("Enter")
+    expect(page.get_by_text("2 trials", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Start sweep").click()
+
+    expect(page.get_by_role("heading", name="Your sweep")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"[?&]sweep="))
+    use_best = page.get_by_role("button", name="Use the best trial")
+    # Two trials one after the other, on the server's one worker.
+    expect(use_best.first).to_be_visible(timeout=2 * ui.TRAINING_TIMEOUT)
+    ui.wait_until_idle(page)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    table = page.get_by_test_id("stDataFrame").filter(
+        has=page.locator("th", has_text="validation accuracy")
+    )
+    # The grid draws on a canvas; its cells are also in a table for screen readers, filled in
+    # once the grid has laid itself out.
+    expect(table.locator("tbody tr").last.locator("td")).to_have_count(8)
+    rows = [row.locator("td").all_text_contents() for row in table.locator("tbody tr").all()]
+    assert [row[0] for row in rows] == ["1", "2"], rows
+    assert sorted(row[1] for row in rows) == ["0.001", "0.003"]
+    for rate, validation, test, run_id in ((row[1], row[2], row[3], row[6]) for row in rows):
+        metrics = json.loads((starter_runs[0] / run_id / "metrics.json").read_text())
+        config = json.loads((starter_runs[0] / run_id / "config.json").read_text())
+        assert (config["learning_rate"], config["epochs"]) == (float(rate), 1)
+        assert float(validation) == pytest.approx(100 * metrics["val_accuracy"], abs=1e-4)
+        assert float(test) == pytest.approx(100 * metrics["test_accuracy"], abs=1e-4)
+    assert float(rows[0][2]) >= float(rows[1][2])  # ranked by validation accuracy
+    best = rows[0][6]
+    expect(page.get_by_text(re.compile(r"^Best trial: learning_rate="))).to_contain_text(best)
+    chart = page.get_by_test_id("stPlotlyChart")
+    expect(chart.get_by_text("learning_rate", exact=True)).to_be_visible()  # the x axis
+    expect(chart.get_by_text(f"best: learning_rate={rows[0][1]}", exact=True)).to_be_visible()
+
+    use_best.click()
+
+    expect(page.get_by_text("It is your active model.")).to_be_visible()
+    expect(page.get_by_test_id("stSidebar").get_by_text(best)).to_be_visible()
+
+
 def test_sketch_reads_drawn_and_uploaded_digits(
     page: Page, app_url: str, starter_runs: tuple[Path, str]
 ) -> None:

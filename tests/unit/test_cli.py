@@ -4,9 +4,9 @@ process and once as a real subprocess, with their exit codes, messages and JSON 
 from __future__ import annotations
 
 import filecmp
+import io
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -520,11 +520,66 @@ def test_sweep_on_mnist_picks_the_trial_with_the_best_validation_accuracy(
         f"{trials[0]['settings']['learning_rate']:g}",
         f"{trials[0]['val_accuracy']:.2%}",
     ]
-    # Progress: each trial's lines, from waiting to finished.
-    assert re.search(r"trial 2/2 learning_rate=0\.003: waiting \(number 1 in line\)", err)
+    # Progress: the second trial waits for the only worker; both end with their run.
+    assert "trial 2/2 learning_rate=0.003: waiting (number 1 in line)" in err
     for number, rate in ((1, "0.001"), (2, "0.003")):
-        assert f"trial {number}/2 learning_rate={rate}: epoch 1/1, val_accuracy 0." in err
-        assert f"trial {number}/2 learning_rate={rate}: finished, run " in err
+        run_id = next(t["run_id"] for t in trials if t["settings"]["learning_rate"] == float(rate))
+        assert f"trial {number}/2 learning_rate={rate}: finished, run {run_id}\n" in err
+
+
+class ScriptedQueue:
+    """A job service whose sweep goes through the given lists of trials, one per tick."""
+
+    def __init__(self, steps: list[list]) -> None:
+        self.steps, self.ticks = steps, 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+    def sweep(self, sweep_id: str) -> list:
+        return self.steps[min(self.ticks, len(self.steps)) - 1]
+
+
+def test_a_sweeps_progress_is_a_line_per_change_of_state_or_epoch() -> None:
+    from mnist_core.cli import _follow_sweep
+    from mnist_core.config import TrainConfig
+    from mnist_core.job_service import JobRequest, JobState, JobStatus
+
+    def trial(rate: float, state: str, losses: int = 0, position: int | None = None) -> JobStatus:
+        history = {"loss": [0.5] * losses, "val_accuracy": [0.9 + n / 100 for n in range(losses)]}
+        request = JobRequest(f"j{rate}", TrainConfig(learning_rate=rate), "ada", 0.0, "s")
+        current = JobState(
+            state,
+            history=history,
+            run_id="r" if state == "finished" else None,
+            error="out of memory" if state == "failed" else None,
+        )
+        return JobStatus(request, current, position, False)
+
+    queue = ScriptedQueue(
+        [
+            [trial(0.001, "starting"), trial(0.003, "queued", position=1)],
+            [trial(0.001, "running"), trial(0.003, "queued", position=1)],
+            [trial(0.001, "running", 1), trial(0.003, "queued", position=1)],
+            [trial(0.001, "running", 1), trial(0.003, "queued", position=1)],  # no change
+            [trial(0.001, "running", 2), trial(0.003, "queued", position=1)],
+            [trial(0.001, "finished", 2), trial(0.003, "failed")],
+        ]
+    )
+    stream = io.StringIO()
+
+    ended = _follow_sweep(queue, "s", ["learning_rate"], stream, interval=0)
+
+    assert [t.state for t in ended] == ["finished", "failed"]
+    assert stream.getvalue().splitlines() == [
+        "trial 1/2 learning_rate=0.001: starting",
+        "trial 2/2 learning_rate=0.003: waiting (number 1 in line)",
+        "trial 1/2 learning_rate=0.001: running",
+        "trial 1/2 learning_rate=0.001: epoch 1/20, val_accuracy 0.9000",
+        "trial 1/2 learning_rate=0.001: epoch 2/20, val_accuracy 0.9100",
+        "trial 1/2 learning_rate=0.001: finished, run r",
+        "trial 2/2 learning_rate=0.003: failed: out of memory",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -590,8 +645,8 @@ def test_a_sweep_whose_trials_fail_reports_each_and_exits_1(
     out, err = capsys.readouterr()
     failures = [line for line in err.splitlines() if line.startswith("error: ")]
     assert [line.split(" failed: ")[0] for line in failures] == [
-        "error: trial seed=1",
-        "error: trial seed=2",
+        "error: trial 1/2 seed=1",
+        "error: trial 2/2 seed=2",
     ]
     assert all(str(missing) in line and "Traceback" not in line for line in failures)
     summary = last_json(out)

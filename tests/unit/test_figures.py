@@ -21,7 +21,9 @@ from mnist_core.figures import (
     history_figure,
     probabilities_html,
     replay_figure,
+    sweep_figure,
 )
+from mnist_core.sweeps import TrialResult
 
 HISTORIES = {
     "a": {
@@ -222,3 +224,57 @@ def test_sketch_code_leaves_pandas_out_until_a_figure_needs_it() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
     assert output == ["False", "True"]
+
+
+def trial(rate: float, units: tuple[int, ...], val: float | None, test: float) -> TrialResult:
+    settings = {"hidden_units": units, "learning_rate": rate}
+    return TrialResult(f"run-{rate}-{units}", settings, val, test, 1, 2.0, "completed")
+
+
+def test_sweep_figure_one_line_per_value_of_the_second_setting_and_a_star_on_the_best() -> None:
+    results = [  # ranked by validation accuracy, as sweeps.results gives them
+        trial(0.003, (256, 128), 0.982, 0.970),
+        trial(0.001, (256, 128), 0.975, 0.995),  # the best test accuracy: no star
+        trial(0.003, (64,), 0.960, 0.960),
+        trial(0.001, (64,), 0.950, 0.950),
+        trial(0.01, (64,), None, 0.940),  # no validation score: not plotted
+    ]
+
+    figure = sweep_figure(results, ["hidden_units", "learning_rate"])
+
+    lines = {t.name: t for t in figure.data}
+    assert list(lines) == [
+        "learning_rate=0.001",
+        "learning_rate=0.003",
+        "best: hidden_units=256+128 · learning_rate=0.003",
+    ]
+    # Layer sizes are categories, in order of their sizes.
+    assert list(lines["learning_rate=0.001"].x) == ["64", "256+128"]
+    assert list(lines["learning_rate=0.001"].y) == [0.950, 0.975]
+    assert list(lines["learning_rate=0.003"].y) == [0.960, 0.982]
+    star = lines["best: hidden_units=256+128 · learning_rate=0.003"]
+    assert (list(star.x), list(star.y), star.marker.symbol) == (["256+128"], [0.982], "star")
+    assert figure.layout.xaxis.type == "category"
+    assert figure.layout.xaxis.title.text == "hidden_units"
+    assert figure.layout.yaxis.title.text == "validation accuracy"
+    # From 0.95 to 0.982, padded by 15 % of that spread on each side.
+    assert list(figure.layout.yaxis.range) == pytest.approx([0.9452, 0.9868])
+
+
+def test_sweep_figure_of_a_learning_rate_has_a_log_axis_ticked_at_the_values_tried() -> None:
+    results = [trial(rate, (64,), val, 0.9) for rate, val in ((0.003, 0.97), (0.0005, 0.95))]
+
+    figure = sweep_figure(results, ["learning_rate"])
+
+    line, star = figure.data
+    assert (line.name, list(line.x), list(line.y)) == (
+        "validation accuracy",
+        [0.0005, 0.003],
+        [0.95, 0.97],
+    )
+    assert (list(star.x), list(star.y)) == ([0.003], [0.97])
+    axis = figure.layout.xaxis
+    assert axis.type == "log"
+    assert (list(axis.tickvals), list(axis.ticktext)) == ([0.0005, 0.003], ["0.0005", "0.003"])
+    alone = sweep_figure(results[:1], ["learning_rate"])  # one score: still a readable range
+    assert list(alone.layout.yaxis.range) == pytest.approx([0.968, 0.972])
