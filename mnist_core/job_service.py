@@ -280,6 +280,7 @@ class JobService:
     `_queue` (admit and queue trainings, all or none), `jobs`, `stop` and `tick`."""
 
     workers: int  # trainings that run at once
+    place = "on this server"  # where they run, for a page: "Trainings on this server"
 
     # --- the interface pages use ---
 
@@ -344,6 +345,29 @@ class JobService:
 
     def tick(self) -> None:
         raise NotImplementedError
+
+
+class UnavailableJobs(JobService):
+    """Stands in for a backend that cannot be reached (a Ray cluster that does not answer):
+    every call raises the JobError that says why, so a page shows it where it would have
+    shown the queue, and keeps the visitor's settings."""
+
+    workers = 0
+
+    def __init__(self, error: JobError) -> None:
+        self.error = error
+
+    def _queue(self, configs: list[TrainConfig], owner: str, sweep_id: str | None) -> list[str]:
+        raise self.error
+
+    def jobs(self) -> list[JobStatus]:
+        raise self.error
+
+    def stop(self, job_id: str) -> None:
+        raise self.error
+
+    def tick(self) -> None:
+        pass
 
 
 class LocalJobs(JobService):

@@ -150,6 +150,7 @@ class JobQueue:
         self._results: dict[str, tuple[Any, dict[str, Any]]] = {}  # waiting to be imported
         self._claims: dict[str, float] = {}
         self._sequence: dict[str, int] = {}  # the latest report of each job
+        self._puts: dict[str, int] = {}
         self._data: dict[str, Any] = {}  # MNIST fingerprint -> object ref, newest last
         threading.Thread(target=self._watch, name="mnist-queue-watch", daemon=True).start()
 
@@ -158,9 +159,14 @@ class JobQueue:
     def has_data(self, fingerprint: str) -> bool:
         return fingerprint in self._data
 
+    def datasets(self) -> dict[str, int]:
+        """The data sets held (by fingerprint) and how often each was sent."""
+        return {fingerprint: self._puts[fingerprint] for fingerprint in self._data}
+
     def put_data(self, fingerprint: str, data: Any) -> None:
         with self._lock:
             self._data[fingerprint] = ray.put(data)  # owned by this actor, shared by every job
+            self._puts[fingerprint] = self._puts.get(fingerprint, 0) + 1
             while len(self._data) > 2:  # another MNIST file: keep the last two
                 self._data.pop(next(iter(self._data)))
 
@@ -335,6 +341,10 @@ class Trainer:
 
         config = JobRequest.from_json(request).config
         sequence = iter(range(1 << 62))
+        # TensorFlow would take every core of the node; this job was given `cpus` of them.
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0)
+        for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            os.environ[variable] = str(max(1, round(cpus)))
         with tempfile.TemporaryDirectory(prefix="mnist-job-") as folder:
             store = RunStore(folder, bundled=PRETRAINED_DIR)
             if extras.get("start_run"):  # under its own id, as the config names it
@@ -367,6 +377,8 @@ class RayJobs(JobService):
     nodes started with `--resources '{"trainer": 1}'`); `queue_name` names the queue actor
     (one queue per cluster unless told otherwise).
     """
+
+    place = "on the training cluster"
 
     def __init__(
         self,

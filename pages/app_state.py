@@ -17,7 +17,7 @@ from streamlit.runtime.scriptrunner import script_runner
 from mnist_core.config import DemoLimits
 from mnist_core.data import TestDigits, describe_source, load_test_digits
 from mnist_core.errors import MnistCoreError, ModelError
-from mnist_core.job_service import LocalJobs
+from mnist_core.job_service import JobError, JobService, UnavailableJobs
 from mnist_core.job_service import job_service as jobs_backend
 from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
 from mnist_core.serving import Classifier, Conversions, OnnxModel
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     import keras
 
     from mnist_core.config import TrainConfig
-    from mnist_core.ray_jobs import RayJobs
-
 # After every script run Streamlit calls `keras.backend.clear_session()` (for scripts that build
 # a new model on each run). This app keeps its models across runs, and clearing costs ~200 ms of
 # each Sketch rerun (a full gc.collect) and empties TensorFlow's kernel cache under a training
@@ -181,16 +179,19 @@ def architecture_widgets(config: TrainConfig) -> dict[str, str]:
     }
 
 
-def job_service() -> LocalJobs | RayJobs:
+def job_service() -> JobService:
     """The queue of trainings of this run store (shared by every session): worker processes
     here, or the Ray cluster at `MNIST_RAY_ADDRESS`; it ticks in a background thread of this
-    server. Raises JobError when the cluster cannot be reached (tried again on the next call).
-    """
-    return _job_service(str(run_store().root))
+    server. A cluster that cannot be reached gives an `UnavailableJobs` whose calls raise the
+    JobError saying so (the next page run tries again)."""
+    try:
+        return _job_service(str(run_store().root))
+    except JobError as error:
+        return UnavailableJobs(error)
 
 
 @st.cache_resource(show_spinner="Connecting to the training cluster…")
-def _job_service(runs_dir: str) -> LocalJobs | RayJobs:
+def _job_service(runs_dir: str) -> JobService:
     return jobs_backend(runs_dir).start()
 
 

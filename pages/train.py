@@ -202,7 +202,7 @@ def show_queue(statuses: list[JobStatus], mine: str | None, runs: list) -> None:
                 "time left": format_seconds(seconds_left(status, runs)),
             }
         )
-    st.caption(f"Trainings on this server ({len(active)}), at most {service.workers} at once")
+    st.caption(f"Trainings {service.place} ({len(active)}), at most {service.workers} at once")
     st.dataframe(
         rows,
         hide_index=True,
@@ -219,7 +219,11 @@ def mine_in_sweep(status: JobStatus) -> bool:
 def show_job(job_id: str | None, follow: bool) -> None:
     """This visitor's training: its place in the queue, or its progress, metrics and curves,
     then how it ended; and the server's queue."""
-    statuses = service.jobs()
+    try:
+        statuses = service.jobs()
+    except JobError as error:  # the training cluster went away
+        app_state.show_error(error)
+        return
     # The saved runs give the pace of a job that has not reported an ETA yet; this runs twice
     # a second while anything trains, so the store is read only when such a job exists.
     unmeasured = any(
@@ -325,7 +329,10 @@ share_view.load_train_again(limits, apply_settings)
 config = settings_form(limits)
 job_id = app_state.my_job_id()
 my_sweep = app_state.my_sweep_id()
-statuses = service.jobs()
+try:
+    statuses = service.jobs()
+except JobError:  # said where the queue would be (`show_job`); the settings stay
+    statuses = []
 busy = any(status.active and status.job_id == job_id for status in statuses)
 sweeping = any(status.active and mine_in_sweep(status) for status in statuses)
 others_training = any(status.active for status in statuses)

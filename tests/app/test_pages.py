@@ -1161,3 +1161,20 @@ def test_train_sweep_starts_from_the_form_shows_its_trials_and_stops(own_runs: P
     assert "2 of 2 trials ended" in sweep_captions(at)
     assert not at.button(key="train_start").disabled
     assert not at.button(key="train_sweep_start").disabled
+
+
+def test_train_page_with_an_unreachable_cluster_says_so_and_keeps_the_settings(
+    own_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_RAY_ADDRESS", "127.0.0.2:9")  # nothing listens there
+    before = run_folders(own_runs)
+    at = page("train").run()
+    assert not at.exception
+    said = [e.value for e in at.error]
+    assert any("The Ray cluster at 127.0.0.2:9 does not answer" in text for text in said), said
+    at.slider(key="train_epochs").set_value(3)
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    assert any("Check MNIST_RAY_ADDRESS" in e.value for e in at.error)
+    assert at.slider(key="train_epochs").value == 3  # nothing the visitor set is lost
+    assert run_folders(own_runs) == before and not (own_runs / ".jobs").exists()

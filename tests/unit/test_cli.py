@@ -598,9 +598,8 @@ def test_a_sweeps_progress_is_a_line_per_change_of_state_or_epoch() -> None:
         ),
         (["--grid", "epochs=1,2", "--epochs", "0"], "epochs: must be from 1 to 200, got 0"),
         (
-            ["--grid", "epochs=1,2", "--ray", "ray://head:10001"],
-            "--ray: this installation has no Ray backend; leave out --ray to run the trials on "
-            "this machine",
+            ["--grid", "epochs=1,2", "--ray", "ray://head:10001", "--workers", "2"],
+            "--workers: is not available with --ray (the cluster decides)",
         ),
     ],
 )
@@ -615,6 +614,18 @@ def test_sweep_refuses_bad_grids_and_settings_with_exit_2(
     assert err.startswith(f"python -m mnist_core: error: {message}")
     assert len(err.strip().splitlines()) == 1 and out == ""
     assert not runs_dir.exists()  # nothing queued
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["sweep", "--grid", "seed=1,2"]])
+def test_an_unreachable_cluster_is_one_line_and_exit_1(
+    command: list[str], runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main([*command, "--ray", "127.0.0.2:9", "--runs-dir", str(runs_dir)])  # no one there
+
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: The Ray cluster at 127.0.0.2:9 does not answer (")
+    assert "Check MNIST_RAY_ADDRESS" in err[-1] and not runs_dir.exists()
 
 
 def test_a_sweep_the_queue_cannot_take_exits_1(

@@ -456,6 +456,27 @@ def test_a_job_file_written_before_sweeps_still_loads(
     assert (loaded.request.sweep_id, loaded.request.config) == (None, small_config)
 
 
+def test_mnist_goes_to_the_cluster_once_for_every_job_and_replica(
+    ray_head: str, runs_dir: Path, environ, small_config
+) -> None:
+    import ray
+
+    from mnist_core import ray_jobs
+    from mnist_core.ray_jobs import RayJobs
+
+    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    first = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
+    jobs = [first.submit(small_config, owner="ada")]
+    ray_jobs._SENT.clear()  # a second replica: a process that has sent nothing yet
+    second = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
+    jobs.append(second.submit(small_config.replace(seed=8), owner="bob"))
+    wait_until(first, lambda: all(first.status(j).current.run_id for j in jobs))
+
+    assert list(ray.get(first.queue.datasets.remote()).values()) == [1]  # sent once
+    assert [s.job_id for s in second.jobs()] == jobs  # one queue, seen by both
+    ray.kill(first.queue)
+
+
 @BACKENDS
 def test_a_sweeps_trials_all_land_as_runs(service, small_config, runs_dir: Path) -> None:
     rates = (0.01, 0.003)

@@ -5,6 +5,7 @@ save."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from mnist_core.runs import (
     RunRecorder,
     RunStore,
     load_model_file,
+    pack_run,
 )
 from mnist_core.serving import ONNX_FILE, OnnxModel
 
@@ -803,3 +805,44 @@ def test_a_killed_save_is_cleaned_up_an_hour_later(killed_store: KilledStore) ->
     assert sorted(p.name for p in store.root.iterdir()) == sorted(
         [*killed_store.saved["train"], *killed_store.saved["save"], killed_store.checkpoint]
     )
+
+
+def test_a_packed_run_is_added_under_a_new_or_its_own_id(
+    store: RunStore, run_id: str, tmp_path: Path
+) -> None:
+    packed = pack_run(store.root / run_id)
+    other = RunStore(tmp_path / "other")
+
+    new_id = other.add_packed(packed)
+    same_id = RunStore(tmp_path / "third").add_packed(packed, run_id=run_id)
+
+    assert same_id == run_id and new_id != run_id
+    original, copy = store.get(run_id), other.get(new_id)
+    assert copy.metrics == original.metrics and copy.history == original.history
+    names = sorted(p.name for p in (store.root / run_id).iterdir())
+    assert sorted(p.name for p in (other.root / new_id).iterdir()) == names
+    assert (other.root / new_id / "model.keras").read_bytes() == original.model_path.read_bytes()
+
+
+def test_add_packed_refuses_what_is_not_a_run(store: RunStore, run_id: str) -> None:
+    def zipped(files: dict[str, bytes]) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, content in files.items():
+                archive.writestr(name, content)
+        return buffer.getvalue()
+
+    folder = store.root / run_id
+    complete = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    cases = [
+        b"not a zip file",
+        zipped({**complete, "../escape.json": b"{}"}),
+        zipped({k: v for k, v in complete.items() if k != "model.keras"}),
+        zipped({**complete, "metrics.json": b"{broken"}),
+    ]
+    before = sorted(p.name for p in store.root.iterdir())
+    for packed in cases:
+        with pytest.raises(ModelError, match="not a packed run|damaged|incomplete"):
+            store.add_packed(packed)
+    assert sorted(p.name for p in store.root.iterdir()) == before  # nothing saved
+    assert store.add_packed(pack_run(folder)) != run_id  # a good one still goes in
