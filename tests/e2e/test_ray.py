@@ -32,8 +32,7 @@ def test_two_replicas_share_the_clusters_queue_and_the_run_store(
         running_app(runs_dir, tmp_path / "replica-2.log") as second,
     ):
         ada, bob = new_page(), new_page()
-        ui.open_page(ada, first + "/train", "Train")
-        ui.set_slider_to_minimum(ada, "Epochs")
+        ui.open_page(ada, first + "/train", "Train")  # the mlp preset: 20 epochs, ~30 s
         ada.get_by_role("button", name="Train", exact=True).click()
         ui.read_progress(ada)  # training on the cluster, its progress on the page
 
@@ -44,7 +43,7 @@ def test_two_replicas_share_the_clusters_queue_and_the_run_store(
 
         ada.bring_to_front()
         summary = ui.success_message(ada, "test accuracy")
-        assert "completed" in summary and "1 epoch " in summary, summary
+        assert "test accuracy" in summary and "stopped by you" not in summary, summary
         run_id = RUN_ID.search(summary)[0]
         run = RunStore(runs_dir).get(run_id)  # trained on the cluster, landed in the store
         assert run.status == "completed" and run.onnx_path.is_file()
