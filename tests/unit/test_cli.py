@@ -693,3 +693,44 @@ def test_ctrl_c_stops_every_trial_of_a_sweep(mnist_path: Path, runs_dir: Path) -
     first = RunStore(runs_dir).get(states[0]["run_id"])
     assert first.status == "stopped" and first.metrics["epochs_run"] < 200
     assert states[1]["run_id"] is None  # cancelled while it waited
+
+
+@pytest.mark.slow
+def test_train_on_a_ray_cluster_saves_a_run_that_scores_like_a_local_one(
+    ray_head: str, mnist_path: Path, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", "--preset", "mlp", "--epochs", "1", "--ray", ray_head] + RUNS(runs_dir))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    summary = last_json(out)
+    assert "on the Ray cluster at" in err and "Epoch 1/1  loss " in err
+
+    # The run landed here: it loads and scores on MNIST's test set as a local run does.
+    assert main(["evaluate", summary["run_id"], "--data", str(mnist_path)] + RUNS(runs_dir)) == 0
+    evaluated = last_json(capsys.readouterr().out)
+    assert evaluated["test_accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-4)
+    run = RunStore(runs_dir).get(summary["run_id"])
+    assert run.onnx_path.is_file() and run.config.epochs == 1 and 0.9 < run.test_accuracy < 1
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_ray_cluster_ranks_its_trials_by_validation_accuracy(
+    ray_head: str, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["sweep", "--preset", "mlp", "--grid", "learning_rate=0.001,0.003", "--epochs", "1"]
+        + ["--ray", ray_head]
+        + RUNS(runs_dir)
+    )
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    trials = last_json(out)["trials"]
+    assert [trial["state"] for trial in trials] == ["finished", "finished"]
+    assert trials[0]["val_accuracy"] > trials[1]["val_accuracy"]
+    assert last_json(out)["best_run_id"] == trials[0]["run_id"]
+    for trial in trials:
+        assert RunStore(runs_dir).get(trial["run_id"]).val_accuracy == trial["val_accuracy"]
+
+
+def RUNS(runs_dir: Path) -> list[str]:  # noqa: N802 - reads as the flags it stands for
+    return ["--runs-dir", str(runs_dir), "--json"]
