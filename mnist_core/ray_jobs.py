@@ -40,7 +40,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from mnist_core.config import TrainConfig
-from mnist_core.errors import first_line
+from mnist_core.errors import MnistCoreError, first_line
 from mnist_core.job_service import (
     ACTIVE,
     JobError,
@@ -301,12 +301,12 @@ class JobQueue:
                     self._tasks.pop(job_id, None)
                 return
             epochs = len(self._states[job_id].get("history", {}).get("loss", []))
-            kind = type(error).__name__
-            final = {
-                **self._states[job_id],
-                "state": "failed",
-                "error": NODE_LOST.format(kind=kind, epochs=epochs),
-            }
+            if isinstance(error, ray.exceptions.RayTaskError):  # raised by the training's code
+                cause = getattr(error, "cause", None) or error
+                why = f"The training failed on the cluster: {first_line(cause)}"
+            else:  # its actor, process or node went away
+                why = NODE_LOST.format(kind=type(error).__name__, epochs=epochs)
+            final = {**self._states[job_id], "state": "failed", "error": why}
         ray.kill(self._tasks[job_id][2])  # its process ends: TensorFlow's memory goes back
         with self._lock:
             if final.get("packed"):  # a run to add to the store first
@@ -431,8 +431,11 @@ class RayJobs(JobService):
             JobRequest(new_id(first + index), config, owner, now, sweep_id).to_json()
             for index, config in enumerate(configs)
         ]
-        fingerprint = self._send_data()
-        extras = self._extras(configs[0])  # a sweep's trials share start_from and drawings
+        try:
+            fingerprint = self._send_data()
+            extras = self._extras(configs[0])  # a sweep's trials share start_from and drawings
+        except MnistCoreError as error:  # no MNIST, a run to fine-tune that is gone or damaged
+            raise JobError(str(error)) from error
         limits = {
             "queue_limit": self.queue_limit,
             "sweep_limit": self.sweep_limit,

@@ -513,3 +513,23 @@ def test_stopping_a_sweep_stops_its_running_trial_and_cancels_the_waiting_ones(
     if isinstance(service, LocalJobs):
         assert not (runs_dir / ".jobs" / second.job_id / "worker.log").exists()  # never started
     assert service.status(other).state == "finished" and not service.status(other).stop_requested
+
+
+def test_on_ray_a_missing_run_to_fine_tune_or_missing_data_is_a_job_error(
+    ray_head: str, runs_dir: Path, environ, small_config
+) -> None:
+    import ray
+
+    from mnist_core.ray_jobs import RayJobs
+
+    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    service = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
+    gone = small_config.replace(start_from="20260101-000000-mlp-abcdef")
+    with pytest.raises(JobError, match="does not exist"):
+        service.submit(gone, owner="ada")
+    elsewhere = {**environ, "MNIST_PATH": "/nowhere.npz"}
+    no_data = RayJobs(runs_dir, ray_head, environ=elsewhere, queue_name=name)
+    with pytest.raises(JobError, match="/nowhere.npz"):
+        no_data.submit(small_config, owner="bob")
+    assert service.jobs() == []
+    ray.kill(service.queue)
