@@ -93,9 +93,9 @@ def connect(address: str) -> None:
 
     Raises JobError, saying what to check, when it cannot be reached.
     """
+    _probe(address)  # also when connected already: the address may be another one
     if ray.is_initialized():
         return
-    _probe(address)
     try:
         ray.init(
             address=address,
