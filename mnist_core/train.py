@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -124,6 +125,7 @@ def train(
     if initial_weights is not None:
         _set_initial_weights(model, initial_weights, config)
     monitor = _TrainingMonitor(model, config, batches, on_progress, should_stop)
+    statistics = NormalisationStatistics(model)  # after the initial weights: its start
     panel = replay_panel(data.y_test)
     monitor.replay_images = data.x_test[panel].astype(np.float32) / PIXEL_MAX
     start = time.perf_counter()
@@ -149,9 +151,10 @@ def train(
         monitor.checkpoint = lambda: on_checkpoint(result(time.perf_counter() - start))
         monitor.checkpoint_seconds = checkpoint_seconds
     try:
-        _fit(model, train_set, validation, monitor)
+        _fit(model, train_set, validation, monitor, statistics)
     except _StopRequested:
         pass
+    statistics.unbias()  # for a stop within the first epoch; else the snapshot below has it
     monitor.restore_best_weights()
     return result(time.perf_counter() - start)
 
@@ -258,9 +261,11 @@ def _fit(
     train_set: Batches,
     validation: Batches | None,
     monitor: _TrainingMonitor,
+    statistics: NormalisationStatistics,
 ) -> None:
     """What `model.fit(epochs=config.epochs, validation_data=...)` does with one callback,
-    `steps_per_execution` batches per compiled call."""
+    `steps_per_execution` batches per compiled call. Validation, the epoch's snapshot and
+    checkpoints see batch normalisation's statistics unbiased (`NormalisationStatistics`)."""
     group = model.steps_per_execution
     train_steps = _steps_function(train_set, model.train_step)
     test_steps = _steps_function(validation, model.test_step) if validation else None
@@ -280,12 +285,66 @@ def _fit(
     for epoch in range(monitor.config.epochs):
         monitor.on_epoch_begin(epoch)
         logs = run(train_steps, train_set, epoch, monitor.on_train_batches_end)
-        if test_steps is not None and validation is not None:
-            scores = run(test_steps, validation, 0, monitor.on_test_batches_end)
-            logs.update({f"val_{name}": value for name, value in scores.items()})
-        monitor.on_epoch_end(epoch, logs)
+        statistics.steps += train_set.count
+        with statistics.unbiased():
+            if test_steps is not None and validation is not None:
+                scores = run(test_steps, validation, 0, monitor.on_test_batches_end)
+                logs.update({f"val_{name}": value for name, value in scores.items()})
+            monitor.on_epoch_end(epoch, logs)
         if monitor.stop_training:
             break
+
+
+class NormalisationStatistics:
+    """Batch normalisation's moving statistics without the weight of their starting values.
+
+    Keras keeps each moving mean and variance as an exponential average that starts at 0 and
+    1 (or at a fine-tuned model's values): after t steps with momentum m it is
+    m^t x start + (1 - m^t) x (the average of the batches' statistics). With m = 0.99 the start
+    still weighs 0.99^422 = 1.4 % after a full MNIST epoch, and activations whose variance is
+    far below 1 (the first layers' here, about 0.001) were then normalised with a variance ten
+    times too large in inference mode: a 1-epoch `deep` read a third of the validation digits.
+    `unbiased()` puts (average - m^t x start) / (1 - m^t) in place, the way Adam corrects its
+    moments; training goes on from the raw averages. No batch normalisation: nothing to do.
+    """
+
+    def __init__(self, model: keras.Model) -> None:
+        self.layers = [
+            layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+        ]
+        self.start = [
+            (layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in self.layers
+        ]
+        self.steps = 0  # training steps so far: each updated every moving statistic once
+
+    def _unbiased_values(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        values = []
+        for layer, (mean0, variance0) in zip(self.layers, self.start, strict=True):
+            kept = float(layer.momentum) ** self.steps  # the start's weight now
+            mean = (layer.moving_mean.numpy() - kept * mean0) / (1.0 - kept)
+            variance = (layer.moving_variance.numpy() - kept * variance0) / (1.0 - kept)
+            values.append((mean, np.maximum(variance, 0.0)))
+        return values
+
+    def unbias(self) -> None:
+        """Replace the moving statistics by their unbiased values, for good."""
+        if not self.layers or self.steps == 0:
+            return
+        for layer, (mean, variance) in zip(self.layers, self._unbiased_values(), strict=True):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(variance)
+
+    @contextmanager
+    def unbiased(self) -> Iterator[None]:
+        """The unbiased statistics inside the block, the raw averages again after it."""
+        raw = [(n.moving_mean.numpy(), n.moving_variance.numpy()) for n in self.layers]
+        self.unbias()
+        try:
+            yield
+        finally:
+            for layer, (mean, variance) in zip(self.layers, raw, strict=True):
+                layer.moving_mean.assign(mean)
+                layer.moving_variance.assign(variance)
 
 
 class _StopRequested(Exception):
