@@ -96,6 +96,9 @@ def connect(address: str) -> None:
     _probe(address)  # also when connected already: the address may be another one
     if ray.is_initialized():
         return
+    # Ray ends a driver whose head node has not answered for 60 s: here the driver is the web
+    # server, which must outlive the cluster (its pages need none of it). Calls fail instead.
+    os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(10 * 365 * 86400))
     try:
         ray.init(
             address=address,

@@ -30,6 +30,7 @@ STARTED = "Ray runtime started"
 # meets it, in --node-ip-address and in --address alike; other loopback addresses it leaves
 # as they are. So the head listens on 127.0.0.2 and a second node on 127.0.0.3: all loopback.
 HEAD_IP = "127.0.0.2"
+HEADS: dict[str, subprocess.Popen] = {}  # address -> `ray start` process of the head nodes
 SECOND_NODE_IP = "127.0.0.3"
 
 
@@ -95,8 +96,10 @@ def head_node(folder: Path, cpus: int = 2) -> Iterator[str]:
     port = free_port()
     arguments = ["--head", "--port", str(port), "--num-cpus", str(cpus)]
     arguments += ["--include-dashboard=false", "--ray-client-server-port", str(free_port())]
-    with _node(HEAD_IP, arguments, folder / "ray-head.log"):
-        yield f"{HEAD_IP}:{port}"
+    address = f"{HEAD_IP}:{port}"
+    with _node(HEAD_IP, arguments, folder / "ray-head.log") as process:
+        HEADS[address] = process
+        yield address
 
 
 @contextmanager

@@ -533,3 +533,38 @@ def test_on_ray_a_missing_run_to_fine_tune_or_missing_data_is_a_job_error(
         no_data.submit(small_config, owner="bob")
     assert service.jobs() == []
     ray.kill(service.queue)
+
+
+HEAD_LOST = """
+import sys, time
+from pathlib import Path
+from mnist_core.job_service import JobError
+from mnist_core.ray_jobs import RayJobs
+from tests.ray_cluster import HEADS, end, head_node
+
+folder = Path(sys.argv[1])
+with head_node(folder) as address:
+    service = RayJobs(folder / "runs", address).start()
+    assert service.jobs() == []
+    end(HEADS[address], grace=0)  # the head node's machine is gone
+    time.sleep(70)  # Ray ends a driver whose head is silent for 60 s, unless told otherwise
+    try:
+        service.jobs()
+    except JobError as error:
+        print("still serving:", error)
+"""
+
+
+@pytest.mark.slow
+def test_a_web_server_outlives_its_clusters_head_node(tmp_path: Path) -> None:
+    """The dashboard is a Ray driver: when the head node goes, its pages go on and the Train
+    page says the cluster does not answer (Ray would end the process after 60 s)."""
+    done = subprocess.run(
+        [sys.executable, "-c", HEAD_LOST, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert "still serving: The Ray cluster at 127.0.0.2:" in done.stdout, done.stderr[-2000:]
+    assert "does not answer" in done.stdout and done.returncode == 0
