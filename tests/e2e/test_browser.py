@@ -101,6 +101,9 @@ def test_first_visit_to_a_page_link_shows_the_app(page: Page, fresh_app: str) ->
 def test_train_one_epoch_then_explore_its_results(page: Page, app_url: str) -> None:
     ui.open_page(page, app_url + "/train", "Train")
     ui.set_slider_to_minimum(page, "Epochs")
+    # The smallest batches: an epoch of a few seconds, so the page shows progress more than
+    # once (at 128 the epoch took 1 s on a fast machine and the page polled once).
+    ui.set_slider_to_minimum(page, "Batch size")
     page.get_by_role("button", name="Train", exact=True).click()
 
     expect(page.get_by_test_id("stProgress")).to_be_visible()
