@@ -281,6 +281,7 @@ class JobService:
 
     workers: int  # trainings that run at once
     place = "on this server"  # where they run, for a page: "Trainings on this server"
+    _thread: threading.Thread | None = None
 
     # --- the interface pages use ---
 
@@ -333,6 +334,23 @@ class JobService:
     def cancel(self, job_id: str) -> None:
         """Take a queued job out of the queue (a stop, for one that runs)."""
         self.stop(job_id)
+
+    def start(self, interval: float = 0.5) -> JobService:
+        """Run `tick()` every `interval` seconds in a daemon thread (once per instance)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._tick_forever, args=(interval,), name="mnist-jobs", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _tick_forever(self, interval: float) -> None:
+        while True:
+            try:
+                self.tick()
+            except (JobError, OSError):  # a cluster or a disk that went away: try again
+                pass
+            time.sleep(interval)
 
     def _queue(self, configs: list[TrainConfig], owner: str, sweep_id: str | None) -> list[str]:
         raise NotImplementedError
@@ -392,7 +410,6 @@ class LocalJobs(JobService):
         self.sweep_limit = sweep_limit if sweep_limit is not None else max_sweep()
         self.environ = environ  # the workers' environment; None: this process's, at launch
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._thread: threading.Thread | None = None
 
     # --- the backend's part of the interface ---
 
@@ -444,15 +461,6 @@ class LocalJobs(JobService):
 
     # --- scheduling ---
 
-    def start(self, interval: float = 0.5) -> LocalJobs:
-        """Run `tick()` every `interval` seconds in a daemon thread (once per instance)."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._tick_forever, args=(interval,), name="mnist-jobs", daemon=True
-            )
-            self._thread.start()
-        return self
-
     def tick(self) -> None:
         """Notice dead workers, cancel queued jobs asked to stop, start queued jobs."""
         with self._lock():
@@ -473,14 +481,6 @@ class LocalJobs(JobService):
                 elif running < self.workers:
                     self._launch(status.job_id)
                     running += 1
-
-    def _tick_forever(self, interval: float) -> None:
-        while True:
-            try:
-                self.tick()
-            except OSError:  # a store on a disk that went away: try again next time
-                pass
-            time.sleep(interval)
 
     def _launch(self, job_id: str) -> None:
         folder = self.root / job_id
@@ -542,20 +542,15 @@ class LocalJobs(JobService):
             )
         except FileNotFoundError:
             return []
-        statuses, place = [], 0
+        jobs = []
         for folder in folders:
             try:
                 request = JobRequest.from_json(_read(folder / "job.json"))
                 current = self._read_state(folder.name)
             except (OSError, ValueError, KeyError, MnistCoreError):
                 continue  # being written, or damaged: not a job
-            position = None
-            if current.state == "queued":
-                place += 1
-                position = place
-            stop = (folder / "stop").exists()
-            statuses.append(JobStatus(request, current, position, stop))
-        return statuses
+            jobs.append((request, current, (folder / "stop").exists()))
+        return in_line(jobs)
 
     def _read_state(self, job_id: str) -> JobState:
         return JobState.from_json(_read(self.root / job_id / "state.json"))
@@ -569,6 +564,19 @@ def new_id(nanoseconds: int | None = None) -> str:
     sort in the order they were submitted."""
     stamp = time.time_ns() if nanoseconds is None else nanoseconds
     return f"{stamp:020d}-{uuid.uuid4().hex[:8]}"
+
+
+def in_line(jobs: list[tuple[JobRequest, JobState, bool]]) -> list[JobStatus]:
+    """Statuses of (request, state, stop asked), oldest first, each queued job numbered by its
+    place in the line (1 for the next to start)."""
+    statuses, place = [], 0
+    for request, current, stop in jobs:
+        position = None
+        if current.state == "queued":
+            place += 1
+            position = place
+        statuses.append(JobStatus(request, current, position, stop))
+    return statuses
 
 
 def write_state(folder: Path, state: JobState) -> None:

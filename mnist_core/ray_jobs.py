@@ -49,6 +49,7 @@ from mnist_core.job_service import (
     JobState,
     JobStatus,
     admission_error,
+    in_line,
     max_queue,
     max_sweep,
     new_id,
@@ -403,7 +404,6 @@ class RayJobs(JobService):
         self.resources = dict(resources or {})
         self.queue_name = queue_name
         self._workers = 1
-        self._thread: threading.Thread | None = None
         connect(address)
         self.queue = self._call(
             lambda: JobQueue.options(
@@ -453,16 +453,12 @@ class RayJobs(JobService):
 
     def jobs(self) -> list[JobStatus]:
         """Every job the cluster's queue knows, oldest first."""
-        snapshot = self._ask(self.queue.snapshot)
-        statuses, place = [], 0
-        for request, state, stop in snapshot:
-            current = JobState.from_json(state)
-            position = None
-            if current.state == "queued":
-                place += 1
-                position = place
-            statuses.append(JobStatus(JobRequest.from_json(request), current, position, stop))
-        return statuses
+        return in_line(
+            [
+                (JobRequest.from_json(request), JobState.from_json(state), stop)
+                for request, state, stop in self._ask(self.queue.snapshot)
+            ]
+        )
 
     def stop(self, job_id: str) -> None:
         if not self._ask(self.queue.stop, job_id):
@@ -470,17 +466,9 @@ class RayJobs(JobService):
 
     # --- moving results into the run store ---
 
-    def start(self, interval: float = 0.5) -> RayJobs:
-        """Run `tick()` every `interval` seconds in a daemon thread (once per instance)."""
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._tick_forever, args=(interval,), name="mnist-ray-jobs", daemon=True
-            )
-            self._thread.start()
-        return self
-
     def tick(self) -> None:
-        """Add finished runs to the run store (whichever replica asks first does it)."""
+        """Add finished runs to the run store (whichever replica asks first does it), and
+        count the cluster's slots again (nodes come and go)."""
         for job_id, (ref,) in self._ask(self.queue.claim_results):
             try:
                 packed = ray.get(ref, timeout=ASK_SECONDS)
@@ -488,15 +476,7 @@ class RayJobs(JobService):
             except Exception as failure:  # noqa: BLE001 - a lost object, a full disk...
                 run_id, error = None, f"The run could not be saved here: {first_line(failure)}"
             self.queue.imported.remote(job_id, run_id, error)
-
-    def _tick_forever(self, interval: float) -> None:
-        while True:
-            try:
-                self.tick()
-                self._count_workers()
-            except (JobError, OSError):  # the cluster or the disk went away: try again
-                pass
-            time.sleep(interval)
+        self._count_workers()
 
     # --- helpers ---
 
