@@ -255,6 +255,8 @@ class JobQueue:
                 return
             if sequence > self._sequence.get(job_id, -1):
                 self._sequence[job_id] = sequence
+                if state["state"] in FINAL:  # the trainer's last word: the queue says when
+                    state = {**state, "state": "running"}  # (its run is in a store first)
                 self._states[job_id] = {**state, "updated": time.time()}
 
     # --- results ---
