@@ -193,7 +193,7 @@ def import_bundle(store: RunStore, data: bytes) -> str:
             (folder / REPLAY_FILE).write_bytes(members[REPLAY_FILE])
 
     try:
-        return store.add(write, config.architecture)
+        return store.add(write, "ensemble" if "ensemble" in metrics else config.architecture)
     except OSError as error:
         raise ModelError(
             f"cannot save the imported run in {str(store.root)!r}: {error.strerror}; "
@@ -392,6 +392,20 @@ _METRICS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
     "created": (False, _is_text, "a date"),
     "data_source": (False, _is_text, "text"),
     "data_fingerprint": (False, _is_text, "text"),
+    "ensemble": (
+        False,
+        lambda value: (
+            isinstance(value, dict)
+            and isinstance(value.get("tta"), bool)
+            and isinstance(value.get("members"), list)
+            and 2 <= len(value["members"]) <= 10
+            and all(
+                isinstance(member, dict) and _is_text(member.get("run_id"))
+                for member in value["members"]
+            )
+        ),
+        "an ensemble's members (2 to 10, each with its run_id) and tta",
+    ),
     "versions": (
         False,
         lambda value: (

@@ -1,4 +1,5 @@
-"""The command line: `python -m mnist_core train|sweep|evaluate|predict|runs|export|import`.
+"""The command line: `python -m mnist_core
+train|sweep|evaluate|predict|runs|export|ensemble|import`.
 
 Exit codes: 0 success; 2 bad arguments or invalid settings; 1 a data, model or image problem,
 reported in one line. With `--json` the last line of stdout is one JSON object.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from mnist_core.config import PRESETS, TrainConfig, parse_sizes
+from mnist_core.config import ENSEMBLE_PRESETS, PRESETS, TrainConfig, parse_sizes
 from mnist_core.errors import ConfigError, MnistCoreError, ModelError
 from mnist_core.sweeps import (
     TrialResult,
@@ -125,6 +126,21 @@ def _parser() -> argparse.ArgumentParser:
     _add_runs_dir(export)
     export.set_defaults(handler=_export)
 
+    ensemble = commands.add_parser(
+        "ensemble", help="save a run that averages the probabilities of saved runs"
+    )
+    ensemble.add_argument("runs", nargs="+", metavar="RUN", help="the member runs' ids (2 to 10)")
+    ensemble.add_argument(
+        "--tta",
+        action="store_true",
+        help="also average each member over copies of the digit moved one pixel up, down, "
+        "left and right (test-time augmentation; 5x the prediction cost)",
+    )
+    ensemble.add_argument("--data", help="MNIST .npz or IDX folder (default: $MNIST_PATH)")
+    _add_runs_dir(ensemble)
+    ensemble.add_argument("--json", action="store_true", help="end with a JSON summary line")
+    ensemble.set_defaults(handler=_ensemble)
+
     import_ = commands.add_parser("import", help="add the run in a bundle as a new run")
     import_.add_argument("file", help="a bundle written by `export`, FILE.zip")
     _add_runs_dir(import_)
@@ -146,11 +162,16 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     """--preset and an option for every `TrainConfig` field (see `_config`)."""
     parser.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
+        choices=[*PRESETS, *ENSEMBLE_PRESETS],
         default="mlp",
         help="the settings to start from (default mlp: the original recipe, its learning "
         "rate annealed; add --no-lr-decay for the original exactly); "
-        "the options below change single settings",
+        "the options below change single settings. "
+        + "; ".join(
+            f"{name}: trains {preset.members} {preset.member} runs (seeds --seed, --seed + 1, "
+            f"...) and saves their ensemble{' with shifted copies' if preset.tta else ''}"
+            for name, preset in ENSEMBLE_PRESETS.items()
+        ),
     )
     for config_field in dataclasses.fields(TrainConfig):
         option = "--" + config_field.name.replace("_", "-")
@@ -171,7 +192,8 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         for f in dataclasses.fields(TrainConfig)
         if getattr(args, f.name) is not None
     }
-    return TrainConfig.preset(args.preset, **overrides)
+    ensemble = ENSEMBLE_PRESETS.get(args.preset)
+    return TrainConfig.preset(ensemble.member if ensemble else args.preset, **overrides)
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +224,15 @@ def _train(args: argparse.Namespace) -> int:
     from mnist_core.job_service import ray_address
 
     address = args.ray or ray_address()
+    if args.preset in ENSEMBLE_PRESETS:
+        if address:
+            raise ConfigError(
+                "--ray",
+                f"--preset {args.preset} trains on this machine; on a cluster, train its "
+                "members with `sweep --ray ... --grid seed=1,2,3` and join them with "
+                "`python -m mnist_core ensemble RUN RUN ...`",
+            )
+        return _train_ensemble(args, config)
     if address:
         return _train_on_cluster(args, config, address)
 
@@ -237,6 +268,70 @@ def _train(args: argparse.Namespace) -> int:
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 2),
+    }
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
+    """`train --preset best`: its members one after another, then their ensemble."""
+    from mnist_core.data import load_mnist
+    from mnist_core.ensemble import save_ensemble
+    from mnist_core.runs import RunRecorder, RunStore
+    from mnist_core.train import prepare, train
+
+    preset = ENSEMBLE_PRESETS[args.preset]
+    store = RunStore(args.runs_dir)
+    data, initial_weights = prepare(config, load_mnist(args.data), store)
+    print(
+        f"Training {args.preset}: {preset.members} {preset.member} runs on {data.source}, "
+        "then their ensemble",
+        file=sys.stderr,
+    )
+    progress = _ProgressBar(sys.stderr)
+    members = []
+    for number in range(preset.members):
+        member = config.replace(seed=(config.seed + number) % (2**31))
+        progress.prefix = f"Member {number + 1}/{preset.members} · "
+        recorder = RunRecorder(store)
+        result = train(
+            member,
+            data,
+            on_progress=progress,
+            on_checkpoint=recorder.checkpoint,
+            initial_weights=initial_weights,
+        )
+        members.append(recorder.finish(result))
+        print(
+            f"Member {number + 1}/{preset.members}: run {members[-1]}, validation accuracy "
+            f"{store.get(members[-1]).val_accuracy or float('nan'):.2%}",
+            file=sys.stderr,
+        )
+    run_id = save_ensemble(store, members, data, tta=preset.tta)
+    return _ensemble_summary(args, store.get(run_id))
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from mnist_core.data import load_mnist
+    from mnist_core.ensemble import check_members, save_ensemble
+
+    store, _ = _resolve_run(args.runs_dir, args.runs[0], with_pretrained=True)
+    runs = [store.get(_resolve_run(args.runs_dir, name, True)[1]) for name in args.runs]
+    check_members(runs)  # before loading MNIST: a wrong list is told at once
+    run_id = save_ensemble(store, [run.run_id for run in runs], load_mnist(args.data), args.tta)
+    return _ensemble_summary(args, store.get(run_id))
+
+
+def _ensemble_summary(args: argparse.Namespace, run: Any) -> int:
+    summary = {
+        "run_id": run.run_id,
+        "model_path": str(run.model_path),
+        "members": [member["run_id"] for member in run.ensemble["members"]],
+        "tta": bool(run.ensemble["tta"]),
+        "val_accuracy": run.val_accuracy,
+        "test_accuracy": run.test_accuracy,
+        "test_loss": float(run.metrics["test_loss"]),
+        "train_seconds": round(float(run.metrics["train_seconds"]), 2),
     }
     _print_summary(summary, args.json)
     return 0
@@ -553,6 +648,7 @@ def _runs(args: argparse.Namespace) -> int:
         {
             "run_id": run.run_id,
             "architecture": run.config.architecture,
+            "model": run.model_name,
             "test_accuracy": run.test_accuracy,
             "epochs_run": run.metrics.get("epochs_run"),
             "status": run.status,
@@ -568,7 +664,7 @@ def _runs(args: argparse.Namespace) -> int:
         print(f"{'run':<32} {'model':<5} {'accuracy':>8} {'epochs':>6}  status")
         for row in rows:
             print(
-                f"{row['run_id']:<32} {row['architecture']:<5} {row['test_accuracy']:>8.2%} "
+                f"{row['run_id']:<32} {row['model']:<5} {row['test_accuracy']:>8.2%} "
                 f"{row['epochs_run']:>6}  {row['status']}"
             )
     return 0
@@ -670,6 +766,7 @@ class _ProgressBar:
         self.stream = stream
         self.width = width
         self.interactive = stream.isatty()
+        self.prefix = ""  # "Member 2/3 · " while `train --preset best` trains its members
 
     def __call__(self, event: Any) -> None:
         if not (self.interactive or event.epoch_end):
@@ -677,7 +774,10 @@ class _ProgressBar:
         filled = round(self.width * event.batch / max(1, event.batches))
         bar = "#" * filled + "." * (self.width - filled)
         metrics = "  ".join(f"{key} {value:.4f}" for key, value in event.metrics.items())
-        line = f"Epoch {event.epoch}/{event.epochs} [{bar}] {metrics}  ETA {_seconds(event.eta)}"
+        line = (
+            f"{self.prefix}Epoch {event.epoch}/{event.epochs} [{bar}] {metrics}  "
+            f"ETA {_seconds(event.eta)}"
+        )
         if self.interactive:
             self.stream.write("\r" + line + ("\n" if event.epoch_end else ""))
         else:

@@ -421,3 +421,17 @@ PRESETS: dict[str, TrainConfig] = {
 # batch-normalised convolutions, shifts, rotations and zoom of the training digits, and 30
 # epochs (BENCHMARKS.md).
 PRESETS["deep"] = PRESETS["cnn"].replace(architecture="deep", epochs=30, augment=True, shift=0.0)
+
+
+@dataclass(frozen=True)
+class EnsemblePreset:
+    """A preset that trains several runs of one preset, seeds `seed`, `seed + 1`, ..., and
+    saves their ensemble (`python -m mnist_core train --preset best`, `ensemble.py`)."""
+
+    member: str  # the preset every member trains (other settings given override it)
+    members: int  # how many members
+    tta: bool  # whether the ensemble also averages each member over shifted copies
+
+
+# Chosen on validation digits (BENCHMARKS.md, "Ensembles and test-time augmentation").
+ENSEMBLE_PRESETS: dict[str, EnsemblePreset] = {"best": EnsemblePreset("deep", 3, tta=True)}

@@ -98,14 +98,28 @@ class RunInfo:
         return self.status == INTERRUPTED and _process_alive(self.metrics.get("writer_pid"))
 
     @property
+    def ensemble(self) -> dict[str, Any] | None:
+        """For an ensemble run (`ensemble.py`): its members and whether it averages shifted
+        copies (`tta`); None for a trained run."""
+        value = self.metrics.get("ensemble")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def model_name(self) -> str:
+        """The model in a few words: its architecture, or "ensemble of 3 deep"."""
+        if self.ensemble is None:
+            return self.config.architecture
+        members = self.ensemble.get("members") or []
+        kinds = sorted({str(m.get("config", {}).get("architecture", "?")) for m in members})
+        tta = " + shifts" if self.ensemble.get("tta") else ""
+        return f"ensemble of {len(members)} {'/'.join(kinds)}{tta}"
+
+    @property
     def label(self) -> str:
-        """One line for pickers: id, architecture, accuracy, status."""
+        """One line for pickers: id, model, accuracy, status."""
         status = f", {self.status}" if self.status != "completed" else ""
         bundled = " (pretrained)" if self.bundled else ""
-        return (
-            f"{self.run_id} · {self.config.architecture} · {self.test_accuracy:.2%}"
-            f"{status}{bundled}"
-        )
+        return f"{self.run_id} · {self.model_name} · {self.test_accuracy:.2%}{status}{bundled}"
 
     def test_probabilities(self) -> np.ndarray | None:
         """(N_test, 10) float32 saved with the run, or None for runs saved without them."""
@@ -203,6 +217,7 @@ class RunStore:
                 else data_fingerprint,
                 "versions": _library_versions(),
             }
+            metrics.update(getattr(result, "extra_metrics", None) or {})
             if checkpoint:
                 metrics["writer_pid"] = os.getpid()
             _write_json(folder / "config.json", config.to_dict())
@@ -226,7 +241,8 @@ class RunStore:
                 except ExportRefused:
                     pass  # recorded in the folder: predictions fall back to Keras
 
-        return self.add(write, config.architecture, replacing=run_id)
+        kind = getattr(result, "kind", "") or config.architecture
+        return self.add(write, kind, replacing=run_id)
 
     def _move_into_place(self, temp: Path, run_id: str, architecture: str) -> str:
         """Rename the complete `temp` folder to its run id; a new id if that one is taken."""

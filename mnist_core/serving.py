@@ -66,12 +66,40 @@ def probabilities(model: Any, images: np.ndarray) -> np.ndarray:
     return predict_proba(model, images)
 
 
-def predict_digit(model: Any, image: np.ndarray) -> tuple[int, float, np.ndarray]:
+def predict_digit(
+    model: Any, image: np.ndarray, tta: bool = False
+) -> tuple[int, float, np.ndarray]:
     """(digit, confidence in [0, 1], probabilities (10,)) for one `(28, 28)` image, from an
-    `OnnxModel` or a Keras model."""
-    values = probabilities(model, image)[0]
+    `OnnxModel` or a Keras model; with `tta`, averaged over shifted copies (`TTA_SHIFTS`)."""
+    values = (tta_probabilities if tta else probabilities)(model, image)[0]
     digit = int(np.argmax(values))
     return digit, float(values[digit]), values
+
+
+# Test-time augmentation: the image itself and copies moved one pixel up, down, left and
+# right, chosen on validation digits (BENCHMARKS.md, "Ensembles and test-time augmentation").
+TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+
+
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`(N, H, W)` images moved `dy` pixels down and `dx` right; what moves in is black (0)."""
+    moved = np.zeros_like(images)
+    height, width = images.shape[1:]
+    moved[:, max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = images[
+        :, max(-dy, 0) : height + min(-dy, 0), max(-dx, 0) : width + min(-dx, 0)
+    ]
+    return moved
+
+
+def tta_probabilities(
+    model: Any, images: np.ndarray, shifts: tuple[tuple[int, int], ...] = TTA_SHIFTS
+) -> np.ndarray:
+    """`(N, 10)` probabilities averaged over copies of each image moved by `shifts`
+    (`(dy, dx)` pixels), in one call of the model on all the copies."""
+    array = as_images(images)
+    views = np.concatenate([shifted(array, dy, dx) for dy, dx in shifts])
+    answers = probabilities(model, views).reshape(len(shifts), len(array), NUM_CLASSES)
+    return answers.mean(axis=0, dtype=np.float32)
 
 
 def predict_threads() -> int:

@@ -58,6 +58,8 @@ class TrainResult:
     data_fingerprint: str = ""  # what the data was (`MnistData.fingerprint`)
     replay_indices: np.ndarray | None = None  # (P,) test indices of the replay panel
     replay: np.ndarray | None = None  # (epochs_run, P, 10) float32: the panel after each epoch
+    kind: str = ""  # what the run id names: the architecture, or "ensemble"
+    extra_metrics: dict[str, Any] | None = None  # saved in metrics.json beside the usual ones
 
     @property
     def test_loss(self) -> float:

@@ -31,7 +31,7 @@ if run is None:
     st.info("No model yet. Train one on the Train page.")
 else:
     st.write(
-        f"**{run.config.architecture.upper()}** run `{run.run_id}`"
+        f"**{run.model_name.upper()}** run `{run.run_id}`"
         + (" (pretrained, ships with the app)" if run.bundled else "")
         + f": {run.test_accuracy:.2%} test accuracy after {run.metrics.get('epochs_run')} epochs."
     )
@@ -43,7 +43,7 @@ if runs:
         [
             {
                 "run": r.run_id,
-                "model": r.config.architecture,
+                "model": r.model_name,
                 "test accuracy": f"{r.test_accuracy:.2%}",
                 "epochs": r.metrics.get("epochs_run"),
                 "status": r.status + (" (pretrained)" if r.bundled else ""),
