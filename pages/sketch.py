@@ -1,5 +1,7 @@
 """Sketch: draw a digit (or upload a photo of one) and see what the model reads, live."""
 
+import time
+
 import numpy as np
 import streamlit as st
 from streamlit_drawable_canvas import st_canvas
@@ -8,7 +10,7 @@ from mnist_core import preprocess
 from mnist_core.errors import ImageError
 from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.preprocess import load_image, to_mnist_steps
-from mnist_core.serving import predict_digit
+from mnist_core.serving import TTA_SHIFTS, predict_digit
 from pages import app_state, drawings_view, explain_view
 
 CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
@@ -57,7 +59,10 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     model = app_state.prediction_model(run)
     if model is None:
         return
-    digit, confidence, probabilities = predict_digit(model, steps.centred)
+    tta = use_tta(run)
+    start = time.perf_counter()
+    digit, confidence, probabilities = predict_digit(model, steps.centred, tta=tta)
+    milliseconds = (time.perf_counter() - start) * 1000
     left, right = st.columns([1, 2])
     left.metric("Prediction", str(digit))
     left.metric("Confidence", f"{confidence:.1%}")
@@ -67,6 +72,8 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
         alt=f"The digit as the model sees it, read as a {digit}",
     )
     right.html(probabilities_html(probabilities))
+    copies = f"{len(TTA_SHIFTS)} shifted copies" if tta else "the digit"
+    right.caption(f"Read {copies} in {milliseconds:.1f} ms.")
     drawings_view.offer_to_keep(
         steps.centred,
         digit,
@@ -76,6 +83,30 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     )
     explain_view.preprocessing_steps(image, steps, source)
     explain_view.sketch_section(run, model, steps.centred, digit, source)
+
+
+TTA = "sketch_tta"
+
+
+def tta_switch(run) -> None:
+    """The test-time augmentation switch (off by default), or why a run does not need it."""
+    if run.ensemble is not None and run.ensemble.get("tta"):
+        st.caption("This ensemble averages shifted copies of every digit itself.")
+        return
+    st.toggle(
+        "Average over shifted copies",
+        key=TTA,
+        help=f"Test-time augmentation: the model also reads {len(TTA_SHIFTS) - 1} copies of "
+        "the digit moved one pixel up, down, left and right, and the answers are averaged. "
+        f"Steadier on strokes that sit off-centre; {len(TTA_SHIFTS)}× the work (the time is "
+        "shown under the prediction).",
+    )
+
+
+def use_tta(run) -> bool:
+    """Whether the switch asks for test-time augmentation for `run`."""
+    ensemble_does_it = run.ensemble is not None and run.ensemble.get("tta")
+    return bool(st.session_state.get(TTA)) and not ensemble_does_it
 
 
 @st.fragment
@@ -110,6 +141,7 @@ max_upload_bytes = app_state.demo_limits().upload_bytes
 run = pick_model()
 if run is not None:
     drawings_view.active_accuracy_line(run)
+    tta_switch(run)
     draw_tab, upload_tab = st.tabs(["Draw", "Upload a photo"])
     with draw_tab:
         drawing_board(run)

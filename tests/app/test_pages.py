@@ -223,6 +223,70 @@ def test_sketch_predicts_a_drawn_digit(app_env: Path, mnist, index: int) -> None
     assert int(np.argmax(shown)) == mnist.y_test[index]
 
 
+def shown_probabilities(at: AppTest) -> np.ndarray:
+    (chart,) = [h.proto.body for h in at.get("html") if 'class="probabilities"' in h.proto.body]
+    return np.array([float(p) for p in re.findall(r'data-probability="([\d.]+)"', chart)])
+
+
+def test_sketch_averages_shifted_copies_when_asked_and_shows_the_cost(
+    app_env: Path, mnist
+) -> None:
+    from mnist_core.preprocess import to_mnist_steps
+    from mnist_core.runs import RunStore
+    from mnist_core.serving import OnnxModel, probabilities, tta_probabilities
+
+    canvas = canvas_with(mnist.x_test[8], size=120, left=40, top=100)  # a 5, off-centre
+    at = page("sketch")
+    at.session_state["sketch_drawing"] = canvas
+    at.run()
+    assert at.toggle(key="sketch_tta").value is False  # off by default
+    plain = shown_probabilities(at)
+    assert any(re.fullmatch(r"Read the digit in [\d.]+ ms\.", c.value) for c in at.caption)
+
+    at.toggle(key="sketch_tta").set_value(True).run()
+
+    assert not at.exception
+    (run,) = RunStore(app_env).list()
+    model, centred = OnnxModel(run.onnx_path), to_mnist_steps(canvas).centred
+    np.testing.assert_allclose(plain, probabilities(model, centred)[0], atol=6e-4)
+    averaged = shown_probabilities(at)
+    np.testing.assert_allclose(averaged, tta_probabilities(model, centred)[0], atol=6e-4)
+    assert np.abs(averaged - plain).max() > 1e-3
+    assert any(re.fullmatch(r"Read 5 shifted copies in [\d.]+ ms\.", c.value) for c in at.caption)
+
+
+def test_an_ensemble_run_shows_on_home_results_and_sketch(own_runs: Path, mnist) -> None:
+    from mnist_core.ensemble import build_ensemble
+    from mnist_core.runs import RunStore
+
+    store = RunStore(own_runs)
+    (original,) = store.list()
+    twin = own_runs / original.run_id.replace(original.run_id[-6:], "abc123")
+    shutil.copytree(original.path, twin)
+    ensemble = store.save(build_ensemble([original, store.get(twin.name)], mnist, tta=True))
+
+    home = page("home").run()
+    assert not home.exception
+    assert any("ENSEMBLE OF 2 MLP + SHIFTS" in m.value for m in home.markdown)
+    results = page("results")
+    results.session_state["active_run"] = ensemble
+    results.run()
+    assert not results.exception
+    assert results.selectbox(key="results_run").value == ensemble
+    assert float(results.metric[0].value.rstrip("%")) == pytest.approx(
+        100 * store.get(ensemble).test_accuracy, abs=0.01
+    )
+    sketch = page("sketch")
+    sketch.session_state["sketch_drawing"] = canvas_with(mnist.x_test[0])
+    sketch.run()
+    assert not sketch.exception
+    assert [m.value for m in sketch.metric if m.label == "Prediction"] == ["7"]
+    assert sketch.get("toggle") == []  # the ensemble averages shifted copies itself
+    assert "averages shifted copies of every digit itself" in " ".join(
+        c.value for c in sketch.caption
+    )
+
+
 def test_sketch_shows_the_canvas_first_and_keeps_it_when_the_model_is_broken(
     own_runs: Path, mnist
 ) -> None:
