@@ -276,9 +276,9 @@ def _train(args: argparse.Namespace) -> int:
 def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
     """`train --preset best`: its members one after another, then their ensemble."""
     from mnist_core.data import load_mnist
-    from mnist_core.ensemble import save_ensemble
-    from mnist_core.runs import RunRecorder, RunStore
-    from mnist_core.train import prepare, train
+    from mnist_core.ensemble import train_ensemble
+    from mnist_core.runs import RunStore
+    from mnist_core.train import prepare
 
     preset = ENSEMBLE_PRESETS[args.preset]
     store = RunStore(args.runs_dir)
@@ -289,25 +289,17 @@ def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
         file=sys.stderr,
     )
     progress = _ProgressBar(sys.stderr)
-    members = []
-    for number in range(preset.members):
-        member = config.replace(seed=(config.seed + number) % (2**31))
+    progress.prefix = f"Member 1/{preset.members} · "
+
+    def member_done(number: int, run_id: str) -> None:
+        accuracy = store.get(run_id).val_accuracy
+        shown = "no validation split" if accuracy is None else f"validation accuracy {accuracy:.2%}"
+        print(f"Member {number}/{preset.members}: run {run_id}, {shown}", file=sys.stderr)
         progress.prefix = f"Member {number + 1}/{preset.members} · "
-        recorder = RunRecorder(store)
-        result = train(
-            member,
-            data,
-            on_progress=progress,
-            on_checkpoint=recorder.checkpoint,
-            initial_weights=initial_weights,
-        )
-        members.append(recorder.finish(result))
-        print(
-            f"Member {number + 1}/{preset.members}: run {members[-1]}, validation accuracy "
-            f"{store.get(members[-1]).val_accuracy or float('nan'):.2%}",
-            file=sys.stderr,
-        )
-    run_id = save_ensemble(store, members, data, tta=preset.tta)
+
+    run_id = train_ensemble(
+        preset, config, data, store, progress, member_done, initial_weights=initial_weights
+    )
     return _ensemble_summary(args, store.get(run_id))
 
 

@@ -15,19 +15,21 @@ This module needs TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 
+from mnist_core.config import EnsemblePreset, TrainConfig
 from mnist_core.data import IMAGE_SHAPE, MnistData
 from mnist_core.errors import ConfigError
 from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.jobs import HISTORY_KEYS
 from mnist_core.onnx_export import inference_model
-from mnist_core.runs import RunInfo, RunStore, load_model_file
+from mnist_core.runs import RunInfo, RunRecorder, RunStore, load_model_file
 from mnist_core.serving import TTA_SHIFTS
-from mnist_core.train import TrainResult
+from mnist_core.train import ProgressHook, TrainResult, train
 
 MIN_MEMBERS = 2
 MAX_MEMBERS = 10  # each member's weights live in the ensemble's model file
@@ -148,3 +150,34 @@ def _member(run: RunInfo) -> dict[str, Any]:
         "train_seconds": run.metrics.get("train_seconds"),
         "seed": run.config.seed,
     }
+
+
+def train_ensemble(
+    preset: EnsemblePreset,
+    config: TrainConfig,
+    data: MnistData,
+    store: RunStore,
+    on_progress: ProgressHook | None = None,
+    on_member: Callable[[int, str], None] | None = None,
+    initial_weights: list[np.ndarray] | None = None,
+) -> str:
+    """Train `preset.members` runs of `config` (seeds `config.seed`, `+ 1`, ...), each saved in
+    `store` as it finishes, then save their ensemble there; its run id.
+
+    `on_member(number, run_id)` is called as each member (numbered from 1) is saved.
+    """
+    members = []
+    for number in range(1, preset.members + 1):
+        member = config.replace(seed=(config.seed + number - 1) % (2**31))
+        recorder = RunRecorder(store)  # a killed training still leaves its best model so far
+        result = train(
+            member,
+            data,
+            on_progress=on_progress,
+            on_checkpoint=recorder.checkpoint,
+            initial_weights=initial_weights,
+        )
+        members.append(recorder.finish(result))
+        if on_member is not None:
+            on_member(number, members[-1])
+    return save_ensemble(store, members, data, tta=preset.tta)

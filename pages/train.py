@@ -8,6 +8,7 @@ from mnist_core.config import (
     ARCHITECTURES,
     CONVNETS,
     LIMITS,
+    PRESET_LABELS,
     PRESETS,
     DemoLimits,
     TrainConfig,
@@ -81,11 +82,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         key="train_preset",
         on_change=apply_preset,
         args=(limits,),
-        format_func=lambda name: {
-            "mlp": "mlp: the original recipe, annealed",
-            "cnn": "cnn: convnet",
-            "deep": "deep: most accurate, slowest",
-        }[name],
+        format_func=PRESET_LABELS.get,
         help="Fills in every setting below; change any of them afterwards.",
     )
     if "train_architecture" not in st.session_state:

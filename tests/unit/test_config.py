@@ -64,7 +64,23 @@ def test_cnn_preset_fields() -> None:
     assert config.validation_split == 0.1
     assert config.restore_best is False  # the cosine schedule's last epoch
     assert config.augment is False
-    assert sorted(PRESETS) == ["cnn", "deep", "mlp"]
+    assert list(PRESETS) == ["mlp", "quick", "cnn", "deep"]  # the Train page's order
+
+
+def test_quick_preset_is_a_short_annealed_cnn_and_every_preset_has_a_label() -> None:
+    from mnist_core.config import PRESET_LABELS
+
+    config = TrainConfig.preset("quick")
+
+    assert (config.architecture, config.conv_filters, config.hidden_units) == (
+        "cnn",
+        (32, 64),
+        (128,),
+    )
+    assert (config.epochs, config.learning_rate, config.lr_decay) == (2, 2e-3, True)
+    assert (config.dropout_rate, config.shift, config.augment) == (0.2, 0.0, False)
+    assert config.restore_best is False and config.patience == 0
+    assert set(PRESET_LABELS) == set(PRESETS)
 
 
 def test_deep_preset_fields() -> None:
@@ -108,7 +124,8 @@ def test_unknown_preset_is_rejected_with_the_choices() -> None:
 
     assert info.value.field == "preset"
     assert (
-        str(info.value) == "preset: unknown preset 'resnet'; choose one of ['mlp', 'cnn', 'deep']"
+        str(info.value)
+        == "preset: unknown preset 'resnet'; choose one of ['mlp', 'quick', 'cnn', 'deep']"
     )
 
 
@@ -438,7 +455,7 @@ def test_fit_lowers_presets_to_the_caps(preset: str) -> None:
     fitted = limits.fit(PRESETS[preset])
 
     limits.check(fitted)
-    assert (fitted.epochs, fitted.batch_size) == (3, 100)
+    assert (fitted.epochs, fitted.batch_size) == (min(3, PRESETS[preset].epochs), 100)
     assert fitted.hidden_units == (64,)
     assert fitted.conv_filters == (16,)
     assert DemoLimits().fit(PRESETS[preset]) == PRESETS[preset]

@@ -51,7 +51,7 @@ def test_mlp_is_compiled_like_the_original() -> None:
     assert model.loss == "sparse_categorical_crossentropy"
 
 
-@pytest.mark.parametrize("preset", ["mlp", "cnn", "deep"])
+@pytest.mark.parametrize("preset", ["mlp", "quick", "cnn", "deep"])
 def test_output_is_probabilities(preset: str) -> None:
     model = build_model(TrainConfig.preset(preset))
 

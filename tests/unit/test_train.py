@@ -333,7 +333,7 @@ def test_a_training_job_runs_at_a_lower_priority_than_the_pages(digits, small_co
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", ["mlp", "cnn", "deep"])
+@pytest.mark.parametrize("preset", ["mlp", "quick", "cnn", "deep"])
 def test_a_preset_cut_short_reads_validation_digits_as_well_as_its_training_says(
     preset: str, mnist
 ) -> None:

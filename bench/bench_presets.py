@@ -1,0 +1,209 @@
+"""The accuracy ladder: every preset trained with several seeds; its test accuracy (mean and
+min-max), the validation accuracy its choices were made on, and its training time in E-units.
+
+    MNIST_PATH=../shared/data/mnist.npz python bench/bench_presets.py \
+        [--presets quick,mlp,cnn,deep,best] [--seeds 3] [--first-seed 1] [--json FILE]
+
+An E-unit is the seconds per epoch of the keras-io MNIST convnet (3x3 conv 32, pool, 3x3 conv 64,
+pool, dropout 0.5, dense 10, Adam, batch 128, plain `model.fit` with `validation_split=0.1`),
+measured in this run on this machine: before the presets and again after them, the median of
+each measurement's epochs after the first (which includes tracing), the two averaged. A preset's
+time is its training loop's seconds (`TrainResult.train_seconds`, validation included, the
+test-set evaluation not); an ensemble's is the sum of its members'. Preset seeds are
+`first-seed`, `+ 1`, ...; the ensemble `best` with seed s trains members s, s + 1, s + 2, so
+its seeds step by its member count and no two of its runs share a member.
+
+The test set is read once per figure: nothing here chooses anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from mnist_core.config import ENSEMBLE_PRESETS, PRESETS, TrainConfig  # noqa: E402
+from mnist_core.data import load_mnist  # noqa: E402
+from mnist_core.runs import kept_val_accuracy  # noqa: E402
+from mnist_core.train import train  # noqa: E402
+
+# preset -> (test accuracy to reach, most E-units it may take or None), issue 16's targets.
+TARGETS: dict[str, tuple[float, float | None]] = {
+    "quick": (0.990, 3),
+    "mlp": (0.982, None),
+    "cnn": (0.9955, 15),
+    "deep": (0.9965, 100),
+    "best": (0.9970, 300),
+}
+
+
+def cpu_model() -> str:
+    """The CPU as /proc/cpuinfo names it, with its family, model and widest vector unit."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (
+        f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')} model "
+        f"{fields.get('model', '?')}, {vector}), {len(os.sched_getaffinity(0))} cores"
+    )
+
+
+def keras_io_epoch_seconds(data, epochs: int = 4) -> float:
+    """Median seconds per epoch of the keras-io MNIST convnet, epochs after the first."""
+    keras.utils.set_random_seed(0)
+    x = data.x_train.astype("float32")[..., None] / 255.0
+    y = keras.utils.to_categorical(data.y_train, 10)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
+            layers.MaxPooling2D(pool_size=(2, 2)),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    seconds: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            seconds.append(time.perf_counter() - self.start)
+
+    model.fit(
+        x, y, batch_size=128, epochs=epochs, validation_split=0.1, verbose=0, callbacks=[Timer()]
+    )
+    return statistics.median(seconds[1:])
+
+
+def run_preset(name: str, seed: int, data) -> dict:
+    """One training of preset `name` with `seed`: its figures."""
+    if name in ENSEMBLE_PRESETS:
+        from mnist_core.ensemble import train_ensemble
+        from mnist_core.runs import RunStore
+
+        preset = ENSEMBLE_PRESETS[name]
+        with tempfile.TemporaryDirectory() as folder:
+            store = RunStore(folder)
+            config = TrainConfig.preset(preset.member, seed=seed)
+            run = store.get(train_ensemble(preset, config, data, store))
+            members = run.ensemble["members"]
+            return {
+                "test_accuracy": run.test_accuracy,
+                "val_accuracy": run.val_accuracy,
+                "seconds": sum(float(m["train_seconds"]) for m in members),
+                "members": [
+                    {key: m[key] for key in ("seed", "test_accuracy", "val_accuracy")}
+                    for m in members
+                ],
+            }
+    result = train(TrainConfig.preset(name, seed=seed), data)
+    return {
+        "test_accuracy": result.test_accuracy,
+        "val_accuracy": kept_val_accuracy(result.history, result.best_epoch),
+        "seconds": result.train_seconds,
+        "epochs_run": result.epochs_run,
+    }
+
+
+def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    values = [v * scale for v in values]
+    return (
+        f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="quick,mlp,cnn,deep,best")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--json", help="also write every figure to this file")
+    args = parser.parse_args()
+    names = [name.strip() for name in args.presets.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PRESETS and name not in ENSEMBLE_PRESETS]
+    if unknown:
+        parser.error(f"unknown presets {unknown}")
+    data = load_mnist()
+    print(f"CPU: {cpu_model()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+    before = keras_io_epoch_seconds(data)
+    print(f"keras-io convnet: {before:.2f} s per epoch (before the presets)", flush=True)
+
+    rows: dict[str, list[dict]] = {}
+    for name in names:
+        step = ENSEMBLE_PRESETS[name].members if name in ENSEMBLE_PRESETS else 1
+        for index in range(args.seeds):
+            seed = args.first_seed + index * step
+            figures = run_preset(name, seed, data)
+            figures["seed"] = seed
+            rows.setdefault(name, []).append(figures)
+            print(
+                f"{name} seed {seed}: test {figures['test_accuracy']:.2%}, validation "
+                f"{(figures['val_accuracy'] or float('nan')):.2%}, {figures['seconds']:.1f} s",
+                flush=True,
+            )
+    after = keras_io_epoch_seconds(data)
+    unit = (before + after) / 2
+    print(f"keras-io convnet: {after:.2f} s per epoch (after); 1 E = {unit:.2f} s", flush=True)
+
+    print()
+    print("| preset | test accuracy, mean (min–max) | validation | time, E | seconds | target |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    summary = {}
+    for name, figures in rows.items():
+        tests = [f["test_accuracy"] for f in figures]
+        vals = [f["val_accuracy"] for f in figures if f["val_accuracy"] is not None]
+        seconds = [f["seconds"] for f in figures]
+        units = [s / unit for s in seconds]
+        accuracy, budget = TARGETS.get(name, (None, None))
+        met = []
+        if accuracy is not None:
+            met.append(
+                f"≥ {accuracy:.2%} {'met' if statistics.mean(tests) >= accuracy else 'MISSED'}"
+            )
+        if budget is not None:
+            met.append(f"≤ {budget} E {'met' if statistics.mean(units) <= budget else 'MISSED'}")
+        print(
+            f"| `{name}` | {spread(tests, 100)} % | {spread(vals, 100) if vals else '—'} % | "
+            f"{spread(units, 1, 1)} | {spread(seconds, 1, 0)} | {', '.join(met)} |"
+        )
+        summary[name] = {"runs": figures, "mean_test": statistics.mean(tests)}
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "cpu": cpu_model(),
+                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "e_unit_seconds": {"before": before, "after": after, "unit": unit},
+                    "presets": summary,
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
