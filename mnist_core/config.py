@@ -424,9 +424,7 @@ PRESETS["deep"] = PRESETS["cnn"].replace(architecture="deep", epochs=30, augment
 # Past 99 % in about two keras-io convnet epochs' time, for "tweak a slider and retrain": the
 # cnn network, 2 epochs, a higher learning rate annealed to 0, light dropout, no shifts.
 # Chosen on validation digits (BENCHMARKS.md, "The accuracy ladder").
-PRESETS["quick"] = PRESETS["cnn"].replace(
-    epochs=2, learning_rate=2e-3, dropout_rate=0.2, shift=0.0
-)
+PRESETS["quick"] = PRESETS["cnn"].replace(epochs=2, learning_rate=2e-3, dropout_rate=0.2, shift=0.0)
 PRESETS = {name: PRESETS[name] for name in ("mlp", "quick", "cnn", "deep")}
 # How the Train page names each preset.
 PRESET_LABELS: dict[str, str] = {

@@ -228,9 +228,7 @@ def shown_probabilities(at: AppTest) -> np.ndarray:
     return np.array([float(p) for p in re.findall(r'data-probability="([\d.]+)"', chart)])
 
 
-def test_sketch_averages_shifted_copies_when_asked_and_shows_the_cost(
-    app_env: Path, mnist
-) -> None:
+def test_sketch_averages_shifted_copies_when_asked_and_shows_the_cost(app_env: Path, mnist) -> None:
     from mnist_core.preprocess import to_mnist_steps
     from mnist_core.runs import RunStore
     from mnist_core.serving import OnnxModel, probabilities, tta_probabilities

@@ -178,3 +178,9 @@ def test_train_preset_best_trains_its_members_then_their_ensemble(
     assert {m.config.epochs for m in members} == {2}
     assert summary["tta"] is True
     assert "Member 1/2 · Epoch 2/2" in err and "Member 2/2 · Epoch 1/2" in err
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--preset", "best", "--ray", "127.0.0.2:9", "--runs-dir", str(runs_dir)])
+    assert exit_info.value.code == 2
+    assert "--preset best trains on this machine" in capsys.readouterr().err
+    assert len(store.list()) == 3  # nothing more was trained
