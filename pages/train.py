@@ -100,7 +100,7 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
         "Convolution filters",
         key="train_conv_filters",
         disabled=architecture not in CONVNETS,
-        help="Filters of each convolution block (cnn and deep only), comma-separated.",
+        help="Filters of each convolution block (cnn, vgg and deep only), comma-separated.",
     )
     fraction_slider(left, "Dropout rate", "dropout_rate", step=0.05)
     middle.selectbox(

@@ -54,16 +54,15 @@ def test_mlp_preset_is_the_original_recipe_with_its_learning_rate_annealed() -> 
 def test_cnn_preset_fields() -> None:
     config = TrainConfig.preset("cnn")
 
-    assert config.architecture == "cnn"
+    assert config.architecture == "vgg"
     assert config.conv_filters == (32, 64)
-    assert config.hidden_units == (128,)
-    assert config.dropout_rate == 0.4
-    assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 1e-3, True)
-    assert (config.batch_size, config.epochs, config.patience) == (128, 20, 0)
+    assert config.hidden_units == (256,)
+    assert config.dropout_rate == 0.3
+    assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 3e-3, True)
+    assert (config.batch_size, config.epochs, config.patience) == (128, 6, 0)
     assert (config.augment, config.shift, config.elastic) == (False, 0.08, False)
     assert config.validation_split == 0.1
     assert config.restore_best is False  # the cosine schedule's last epoch
-    assert config.augment is False
     assert list(PRESETS) == ["mlp", "quick", "cnn", "deep"]  # the Train page's order
 
 
@@ -100,12 +99,13 @@ def test_deep_preset_fields() -> None:
     assert (config.augment, config.shift, config.elastic) == (True, 0.0, False)
 
 
-def test_a_deep_network_has_room_for_two_blocks() -> None:
-    assert TrainConfig(architecture="deep", conv_filters=(16, 32)).conv_filters == (16, 32)
+@pytest.mark.parametrize("architecture", ["vgg", "deep"])
+def test_a_vgg_or_deep_network_has_room_for_two_blocks(architecture: str) -> None:
+    assert TrainConfig(architecture=architecture, conv_filters=(16, 32)).conv_filters == (16, 32)
     with pytest.raises(ConfigError) as info:
-        TrainConfig(architecture="deep", conv_filters=(16, 32, 64))
+        TrainConfig(architecture=architecture, conv_filters=(16, 32, 64))
     assert info.value.field == "conv_filters"
-    assert "at most 2 blocks" in str(info.value)
+    assert f"a {architecture} network has room for at most 2 blocks" in str(info.value)
     assert TrainConfig(architecture="cnn", conv_filters=(16, 32, 64)).conv_filters[2] == 64
 
 
@@ -135,8 +135,8 @@ NAN = math.nan
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("architecture", "rnn", "must be one of ['mlp', 'cnn', 'deep'], got 'rnn'"),
-        ("architecture", None, "must be one of ['mlp', 'cnn', 'deep'], got None"),
+        ("architecture", "rnn", "must be one of ['mlp', 'cnn', 'vgg', 'deep'], got 'rnn'"),
+        ("architecture", None, "must be one of ['mlp', 'cnn', 'vgg', 'deep'], got None"),
         ("optimizer", "adagrad", "must be one of ['adam', 'sgd', 'rmsprop'], got 'adagrad'"),
         ("optimizer", 3, "must be one of ['adam', 'sgd', 'rmsprop'], got 3"),
         ("hidden_units", [256, 128], "must be a list of whole numbers, got [256, 128]"),

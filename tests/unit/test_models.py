@@ -64,7 +64,7 @@ def test_output_is_probabilities(preset: str) -> None:
 
 
 def test_cnn_has_one_convolution_block_per_filter_count() -> None:
-    model = build_model(TrainConfig.preset("cnn", conv_filters=(8, 16, 24), hidden_units=(32,)))
+    model = build_model(TrainConfig.preset("quick", conv_filters=(8, 16, 24), hidden_units=(32,)))
 
     convolutions = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [layer.filters for layer in convolutions] == [8, 16, 24]
@@ -84,7 +84,7 @@ def test_lr_decay_spans_all_training_steps() -> None:
     schedule = model.optimizer.get_config()["learning_rate"]
     assert schedule["class_name"] == "CosineDecay"
     assert schedule["config"]["decay_steps"] == 100
-    assert schedule["config"]["initial_learning_rate"] == pytest.approx(1e-3)
+    assert schedule["config"]["initial_learning_rate"] == pytest.approx(3e-3)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +134,31 @@ def test_deep_blocks_are_three_batch_normalised_convolutions() -> None:
     x = images(4)
     first = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_array_equal(first, keras.ops.convert_to_numpy(model(x, training=False)))
+
+
+def test_vgg_blocks_are_two_convolutions_normalised_before_their_relu() -> None:
+    model = build_model(TrainConfig.preset("cnn"))
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [(c.filters, c.kernel_size, c.padding, c.use_bias) for c in convs] == [
+        (32, (3, 3), "valid", False),
+        (32, (3, 3), "valid", False),
+        (64, (3, 3), "valid", False),
+        (64, (3, 3), "valid", False),
+    ]
+    names = [layer.name for layer in model.layers]
+    # Each convolution and the dense layer: normalised, then the relu.
+    for part in ("1_1", "1_2", "2_1", "2_2", "_dense1"):
+        norm, relu = names.index(f"norm{part}"), names.index(f"relu{part}")
+        assert relu == norm + 1
+    assert model.get_layer("pool2").output.shape == (None, 4, 4, 64)
+    assert model.get_layer("dense1").units == 256 and not model.get_layer("dense1").use_bias
+    assert model.get_layer("dropout_features").rate == 0.3
+    assert model.get_layer("shift").height_factor == 0.08
+    x = images(4)
+    first = keras.ops.convert_to_numpy(model(x, training=False))
+    np.testing.assert_array_equal(first, keras.ops.convert_to_numpy(model(x, training=False)))
+    np.testing.assert_allclose(first.sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:

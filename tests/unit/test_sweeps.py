@@ -122,7 +122,7 @@ def test_expand_refuses_bad_grids(items: list[str], message: str) -> None:
 
 
 def test_expand_names_the_trial_whose_combination_is_invalid() -> None:
-    base = TrainConfig.preset("cnn", conv_filters=(8, 16, 32))
+    base = TrainConfig.preset("quick", conv_filters=(8, 16, 32))
 
     with pytest.raises(ConfigError) as info:
         expand(base, [parse_axis("architecture=cnn,deep")])
