@@ -114,6 +114,12 @@ def run_preset(name: str, seed: int, data) -> dict:
             return {
                 "test_accuracy": run.test_accuracy,
                 "val_accuracy": run.val_accuracy,
+                # The choices behind the preset, on validation digits only: the members
+                # averaged without shifted copies, and the first two members alone.
+                "val_without_tta": validation_accuracy(store, members, data, tta=False),
+                "val_two_members": validation_accuracy(
+                    store, members[:2], data, tta=preset.tta
+                ),
                 "seconds": sum(float(m["train_seconds"]) for m in members),
                 "members": [
                     {key: m[key] for key in ("seed", "test_accuracy", "val_accuracy")}
@@ -127,6 +133,18 @@ def run_preset(name: str, seed: int, data) -> dict:
         "seconds": result.train_seconds,
         "epochs_run": result.epochs_run,
     }
+
+
+def validation_accuracy(store, members: list[dict], data, tta: bool) -> float:
+    """Validation accuracy of an ensemble of `members` (saved runs) built here, not saved."""
+    from mnist_core.ensemble import ensemble_model
+    from mnist_core.evaluate import evaluate
+
+    models = [store.load_model(member["run_id"]) for member in members]
+    split = store.get(members[0]["run_id"]).config.validation_split
+    n_val = int(round(len(data.x_train) * split))
+    model = ensemble_model(models, tta=tta)
+    return evaluate(model, data.x_train[-n_val:], data.y_train[-n_val:]).accuracy
 
 
 def spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -165,6 +183,14 @@ def main() -> None:
                 f"{(figures['val_accuracy'] or float('nan')):.2%}, {figures['seconds']:.1f} s",
                 flush=True,
             )
+            if "members" in figures:
+                alone = ", ".join(f"{m['val_accuracy']:.2%}" for m in figures["members"])
+                print(
+                    f"  validation: members alone {alone}; the {len(figures['members'])} "
+                    f"without shifted copies {figures['val_without_tta']:.2%}; the first two "
+                    f"{figures['val_two_members']:.2%}",
+                    flush=True,
+                )
     after = keras_io_epoch_seconds(data)
     unit = (before + after) / 2
     print(f"keras-io convnet: {after:.2f} s per epoch (after); 1 E = {unit:.2f} s", flush=True)

@@ -25,7 +25,6 @@ from mnist_core.serving import Classifier, Conversions, OnnxModel
 if TYPE_CHECKING:
     import keras
 
-    from mnist_core.config import TrainConfig
 # After every script run Streamlit calls `keras.backend.clear_session()` (for scripts that build
 # a new model on each run). This app keeps its models across runs, and clearing costs ~200 ms of
 # each Sketch rerun (a full gc.collect) and empties TensorFlow's kernel cache under a training
@@ -168,15 +167,6 @@ def _rerun_when_converted(folder: str) -> None:
 
 def show_error(error: MnistCoreError) -> None:
     st.error(str(error), icon=":material/error:")
-
-
-def architecture_widgets(config: TrainConfig) -> dict[str, str]:
-    """The Train page's architecture widgets (keys and values) set to `config`'s network."""
-    return {
-        "train_architecture": config.architecture,
-        "train_hidden_units": ", ".join(map(str, config.hidden_units)),
-        "train_conv_filters": ", ".join(map(str, config.conv_filters)),
-    }
 
 
 def job_service() -> JobService:

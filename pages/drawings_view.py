@@ -15,7 +15,7 @@ from mnist_core import serving
 from mnist_core.drawings import Drawing, DrawingSet
 from mnist_core.errors import MnistCoreError
 from mnist_core.figures import digit_png
-from pages import app_state
+from pages import app_state, train_form
 
 ADDED = "drawings_added"  # the message after adding, shown once on the next run
 ERROR = "drawings_error"  # a failed add or delete, shown once on the next run
@@ -215,13 +215,14 @@ def training_options() -> None:
     count = len(drawing_set())
     runs = app_state.list_runs()
     labels = {"": "new random weights", **{run.run_id: run.label for run in runs}}
-    if st.session_state.get("train_start_from") not in labels:  # deleted meanwhile
-        st.session_state["train_start_from"] = ""
+    start_from = train_form.key("start_from")
+    if st.session_state.get(start_from) not in labels:  # deleted meanwhile
+        st.session_state[start_from] = ""
     left, right = st.columns(2)
     left.toggle(
         f"Mix in my drawings ({count})",
-        key="train_drawings",
-        disabled=count == 0 and not st.session_state.get("train_drawings"),
+        key=train_form.key("drawings"),
+        disabled=count == 0 and not st.session_state.get(train_form.key("drawings")),
         help="Adds your labelled drawings (Sketch page) to the training set, repeated so they "
         "make up about 2 % of it. Add some on the Sketch page first.",
     )
@@ -229,7 +230,7 @@ def training_options() -> None:
         "Start from",
         list(labels),
         format_func=labels.get,
-        key="train_start_from",
+        key=start_from,
         on_change=_take_architecture,
         args=(runs,),
         help="Fine-tune a trained run (its architecture is used) instead of random weights.",
@@ -238,9 +239,10 @@ def training_options() -> None:
 
 def _take_architecture(runs: list) -> None:
     """Fine-tuning keeps the run's architecture: copy it into the settings."""
-    chosen = next((r for r in runs if r.run_id == st.session_state["train_start_from"]), None)
-    if chosen is not None:
-        st.session_state.update(app_state.architecture_widgets(chosen.config))
+    chosen = st.session_state[train_form.key("start_from")]
+    run = next((run for run in runs if run.run_id == chosen), None)
+    if run is not None:
+        train_form.fill_network(st.session_state, run.config)
 
 
 def before_after(before_id: str | None, after_id: str) -> None:

@@ -1,15 +1,13 @@
 """Reproduce and share, on Results: a run as one bundle to download or import, and "Train
 again with this config", which hands the run's settings to the Train page."""
 
-from collections.abc import Callable
-
 import streamlit as st
 
 from mnist_core.bundles import MAX_BUNDLE_BYTES, bundle_size, export_bundle, import_bundle
-from mnist_core.config import DemoLimits, TrainConfig
+from mnist_core.config import DemoLimits
 from mnist_core.errors import MnistCoreError
 from mnist_core.runs import RunInfo
-from pages import app_state
+from pages import app_state, train_form
 
 TRAIN_AGAIN = "train_again"  # session key: {"run_id", "config"} for the Train page to load
 IMPORT_OUTCOME = "results_import_outcome"  # session key: the last import's new run id or error
@@ -76,9 +74,9 @@ def import_upload() -> None:
     st.session_state["results_run"] = run_id
 
 
-def load_train_again(limits: DemoLimits, apply_settings: Callable[[TrainConfig], None]) -> None:
+def load_train_again(limits: DemoLimits) -> None:
     """If Results asked to train a run again, fill the Train page's widgets with that run's
-    settings through `apply_settings` (lowered to this server's caps) and say so.
+    settings (lowered to this server's caps) and say so.
 
     Call before the widgets are created.
     """
@@ -87,8 +85,7 @@ def load_train_again(limits: DemoLimits, apply_settings: Callable[[TrainConfig],
         return
     config = request["config"]
     fitted = limits.fit(config)
-    st.session_state["train_preset"] = fitted.architecture
-    apply_settings(fitted)
+    train_form.fill(st.session_state, fitted)
     lowered = "" if fitted == config else ", lowered to this server's caps"
     st.info(
         f"Loaded the settings of run `{request['run_id']}`{lowered}. Press Train to train it "

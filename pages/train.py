@@ -1,5 +1,7 @@
 """Train: pick a preset, adjust any setting, train with live progress, stop at will."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -8,12 +10,12 @@ from mnist_core.config import (
     ARCHITECTURES,
     CONVNETS,
     LIMITS,
+    OPTIMIZERS,
     PRESET_LABELS,
     PRESETS,
     DemoLimits,
     TrainConfig,
     describe,
-    parse_sizes,
 )
 from mnist_core.errors import ConfigError, MnistCoreError
 from mnist_core.figures import history_figure
@@ -25,7 +27,7 @@ from mnist_core.job_service import (
     seconds_left,
     wait_seconds,
 )
-from pages import app_state, drawings_view, share_view, sweep_view
+from pages import app_state, drawings_view, share_view, sweep_view, train_form
 
 BEFORE = "train_before_run"  # the run to compare the new one with
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
@@ -40,37 +42,131 @@ def batch_sizes(limits: DemoLimits) -> list[int]:
 
 def apply_preset(limits: DemoLimits) -> None:
     """Fill every widget with the chosen preset's values, lowered to this server's caps."""
-    apply_settings(limits.fit(PRESETS[st.session_state["train_preset"]]))
-
-
-def apply_settings(preset: TrainConfig) -> None:
-    """Fill every widget with the values of `preset`: a preset, or a run's config."""
-    st.session_state.update(
-        {
-            **app_state.architecture_widgets(preset),
-            "train_dropout_rate": preset.dropout_rate,
-            "train_optimizer": preset.optimizer,
-            "train_learning_rate": preset.learning_rate,
-            "train_lr_decay": preset.lr_decay,
-            "train_batch_size": preset.batch_size,
-            "train_epochs": preset.epochs,
-            "train_patience": preset.patience,
-            "train_restore_best": preset.restore_best,
-            "train_validation_split": preset.validation_split,
-            "train_seed": preset.seed,
-            "train_augment": preset.augment,
-            "train_shift": preset.shift,
-            "train_elastic": preset.elastic,
-            "train_drawings": preset.drawings,
-            "train_start_from": preset.start_from,
-        }
+    train_form.fill(
+        st.session_state, limits.fit(PRESETS[st.session_state[train_form.PRESET]]), preset=False
     )
 
 
-def fraction_slider(column: Any, label: str, name: str, step: float) -> None:
-    """A slider from 0 to the `LIMITS` maximum of the `TrainConfig` field `name`, bound to the
-    widget key `train_<name>` and described by the field's help."""
-    column.slider(label, 0.0, LIMITS[name][1], step=step, key=f"train_{name}", help=describe(name))
+@dataclass(frozen=True)
+class Setting:
+    """One widget of the settings form: the `TrainConfig` field it sets, where and how."""
+
+    field: str
+    label: str
+    column: int  # 0, 1, 2: left, middle, right
+    widget: str  # the Streamlit element: "radio", "text_input", "slider", ...
+    options: Callable[[DemoLimits], list] | None = None  # choices, for this server's caps
+    bounds: Callable[[DemoLimits], tuple[float, float]] | None = None  # a slider's ends
+    step: float | None = None
+    help: str | None = None  # else the field's own description
+    format_func: Callable[[Any], str] | None = None
+
+
+def _up_to_limit(name: str) -> Callable[[DemoLimits], tuple[float, float]]:
+    """The field's whole allowed range (`LIMITS`), whatever the server's caps."""
+    return lambda _: LIMITS[name]
+
+
+SETTINGS = [
+    Setting("architecture", "Architecture", 0, "radio", options=lambda _: list(ARCHITECTURES)),
+    Setting(
+        "hidden_units",
+        "Dense layers (units)",
+        0,
+        "text_input",
+        help="Units of each hidden dense layer, comma-separated; empty for none.",
+    ),
+    Setting(
+        "conv_filters",
+        "Convolution filters",
+        0,
+        "text_input",
+        help="Filters of each convolution block (cnn, vgg and deep only), comma-separated.",
+    ),
+    Setting(
+        "dropout_rate", "Dropout rate", 0, "slider", bounds=_up_to_limit("dropout_rate"), step=0.05
+    ),
+    Setting("optimizer", "Optimizer", 1, "selectbox", options=lambda _: list(OPTIMIZERS)),
+    Setting(
+        "learning_rate",
+        "Learning rate",
+        1,
+        "select_slider",
+        options=lambda _: share_view.with_current(LEARNING_RATES, train_form.key("learning_rate")),
+        format_func=lambda value: f"{value:g}",
+    ),
+    Setting("lr_decay", "Cosine learning-rate decay", 1, "toggle"),
+    Setting(
+        "batch_size",
+        "Batch size",
+        1,
+        "select_slider",
+        options=lambda limits: share_view.with_current(
+            batch_sizes(limits), train_form.key("batch_size")
+        ),
+    ),
+    Setting("augment", "Augment (shift, rotate, zoom)", 1, "toggle"),
+    Setting("shift", "Random shift", 1, "slider", bounds=_up_to_limit("shift"), step=0.01),
+    Setting(
+        "elastic",
+        "Elastic distortion",
+        1,
+        "toggle",
+        help="Bends and wobbles the strokes of each training digit, as another hand would.",
+    ),
+    Setting("epochs", "Epochs", 2, "slider"),  # its ends: `_element`
+    Setting(
+        "patience",
+        "Early-stopping patience",
+        2,
+        "slider",
+        bounds=_up_to_limit("patience"),
+        help="Epochs without a better validation loss before stopping; 0 = off.",
+    ),
+    Setting(
+        "validation_split",
+        "Validation split",
+        2,
+        "slider",
+        bounds=_up_to_limit("validation_split"),
+        step=0.05,
+    ),
+    Setting("seed", "Seed", 2, "number_input", bounds=_up_to_limit("seed"), step=1),
+    Setting(
+        "restore_best",
+        "Keep the best epoch",
+        2,
+        "toggle",
+        help="On: end with the epoch of lowest validation loss. Off: with the last epoch, "
+        "which a cosine-decay schedule is designed to reach.",
+    ),
+]
+
+
+def _element(setting: Setting, limits: DemoLimits) -> tuple[str, dict[str, Any]]:
+    """The Streamlit element that shows `setting` and its arguments on this server."""
+    kwargs: dict[str, Any] = {
+        "key": train_form.key(setting.field),
+        "help": setting.help or describe(setting.field),
+    }
+    widget = setting.widget
+    if setting.field == "epochs":  # up to this server's cap
+        most = limits.maximum("epochs")
+        if most > 1:
+            kwargs.update(min_value=1, max_value=most)
+        else:  # a slider needs two different ends
+            widget, kwargs["options"] = "select_slider", [1]
+    if setting.field == "conv_filters":
+        kwargs["disabled"] = st.session_state[train_form.key("architecture")] not in CONVNETS
+    if setting.options is not None:
+        kwargs["options"] = setting.options(limits)
+    if setting.bounds is not None:
+        kwargs["min_value"], kwargs["max_value"] = setting.bounds(limits)
+    if setting.step is not None:
+        kwargs["step"] = setting.step
+    if setting.format_func is not None:
+        kwargs["format_func"] = setting.format_func
+    return widget, kwargs
 
 
 def settings_form(limits: DemoLimits) -> TrainConfig | None:
@@ -79,99 +175,21 @@ def settings_form(limits: DemoLimits) -> TrainConfig | None:
     st.selectbox(
         "Preset",
         list(PRESETS),
-        key="train_preset",
+        key=train_form.PRESET,
         on_change=apply_preset,
         args=(limits,),
         format_func=PRESET_LABELS.get,
         help="Fills in every setting below; change any of them afterwards.",
     )
-    if "train_architecture" not in st.session_state:
+    if train_form.key("architecture") not in st.session_state:
         apply_preset(limits)
-    left, middle, right = st.columns(3)
-    architecture = left.radio(
-        "Architecture", ARCHITECTURES, key="train_architecture", help=describe("architecture")
-    )
-    left.text_input(
-        "Dense layers (units)",
-        key="train_hidden_units",
-        help="Units of each hidden dense layer, comma-separated; empty for none.",
-    )
-    left.text_input(
-        "Convolution filters",
-        key="train_conv_filters",
-        disabled=architecture not in CONVNETS,
-        help="Filters of each convolution block (cnn, vgg and deep only), comma-separated.",
-    )
-    fraction_slider(left, "Dropout rate", "dropout_rate", step=0.05)
-    middle.selectbox(
-        "Optimizer", ["adam", "sgd", "rmsprop"], key="train_optimizer", help=describe("optimizer")
-    )
-    middle.select_slider(
-        "Learning rate",
-        share_view.with_current(LEARNING_RATES, "train_learning_rate"),
-        key="train_learning_rate",
-        format_func=lambda v: f"{v:g}",
-        help=describe("learning_rate"),
-    )
-    middle.toggle("Cosine learning-rate decay", key="train_lr_decay", help=describe("lr_decay"))
-    middle.select_slider(
-        "Batch size",
-        share_view.with_current(batch_sizes(limits), "train_batch_size"),
-        key="train_batch_size",
-        help=describe("batch_size"),
-    )
-    middle.toggle("Augment (shift, rotate, zoom)", key="train_augment", help=describe("augment"))
-    fraction_slider(middle, "Random shift", "shift", step=0.01)
-    middle.toggle(
-        "Elastic distortion",
-        key="train_elastic",
-        help="Bends and wobbles the strokes of each training digit, as another hand would.",
-    )
-    max_epochs = limits.maximum("epochs")
-    if max_epochs > 1:
-        right.slider("Epochs", 1, max_epochs, key="train_epochs", help=describe("epochs"))
-    else:  # a slider needs two different ends
-        right.select_slider("Epochs", [1], key="train_epochs", help=describe("epochs"))
-    right.slider(
-        "Early-stopping patience",
-        0,
-        int(LIMITS["patience"][1]),
-        key="train_patience",
-        help="Epochs without a better validation loss before stopping; 0 = off.",
-    )
-    fraction_slider(right, "Validation split", "validation_split", step=0.05)
-    right.number_input(
-        "Seed", 0, int(LIMITS["seed"][1]), step=1, key="train_seed", help=describe("seed")
-    )
-    right.toggle(
-        "Keep the best epoch",
-        key="train_restore_best",
-        help="On: end with the epoch of lowest validation loss. Off: with the last epoch, "
-        "which a cosine-decay schedule is designed to reach.",
-    )
+    columns = st.columns(3)
+    for setting in SETTINGS:
+        widget, kwargs = _element(setting, limits)
+        getattr(columns[setting.column], widget)(setting.label, **kwargs)
     drawings_view.training_options()
     try:
-        config = TrainConfig.preset(
-            st.session_state["train_preset"],
-            architecture=architecture,
-            hidden_units=parse_sizes("hidden_units", st.session_state["train_hidden_units"]),
-            conv_filters=parse_sizes("conv_filters", st.session_state["train_conv_filters"]),
-            dropout_rate=float(st.session_state["train_dropout_rate"]),
-            optimizer=st.session_state["train_optimizer"],
-            learning_rate=float(st.session_state["train_learning_rate"]),
-            lr_decay=st.session_state["train_lr_decay"],
-            batch_size=int(st.session_state["train_batch_size"]),
-            epochs=int(st.session_state["train_epochs"]),
-            patience=int(st.session_state["train_patience"]),
-            restore_best=st.session_state["train_restore_best"],
-            validation_split=round(float(st.session_state["train_validation_split"]), 4),
-            seed=int(st.session_state["train_seed"]),
-            augment=st.session_state["train_augment"],
-            shift=round(float(st.session_state["train_shift"]), 4),
-            elastic=st.session_state["train_elastic"],
-            drawings=st.session_state["train_drawings"],
-            start_from=st.session_state["train_start_from"],
-        )
+        config = train_form.from_state(st.session_state)
         limits.check(config)
         return config
     except ConfigError as error:
@@ -322,7 +340,7 @@ limits = app_state.demo_limits()
 if limits.describe():
     st.caption(limits.describe(), help="Caps set by whoever runs this server, for its memory.")
 service = app_state.job_service()
-share_view.load_train_again(limits, apply_settings)
+share_view.load_train_again(limits)
 config = settings_form(limits)
 job_id = app_state.my_job_id()
 my_sweep = app_state.my_sweep_id()

@@ -871,7 +871,7 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
         "elastic": at.toggle(key="train_elastic").value,
     } == {
         **settings,
-        "preset": "cnn",
+        "preset": "quick",  # the first preset of the run's architecture (cnn)
         "hidden_units": "96, 48",
         "conv_filters": "16",
         "epochs": 7 if epochs_cap is None else 5,
