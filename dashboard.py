@@ -6,7 +6,7 @@ page shares (active model, data source). TensorFlow is imported only by the page
 
 import streamlit as st
 
-from pages import app_state
+from pages.parts import app_state
 
 st.set_page_config(
     page_title="Digit recognition dashboard", page_icon=":material/draw:", layout="wide"

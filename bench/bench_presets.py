@@ -117,9 +117,7 @@ def run_preset(name: str, seed: int, data) -> dict:
                 # The choices behind the preset, on validation digits only: the members
                 # averaged without shifted copies, and the first two members alone.
                 "val_without_tta": validation_accuracy(store, members, data, tta=False),
-                "val_two_members": validation_accuracy(
-                    store, members[:2], data, tta=preset.tta
-                ),
+                "val_two_members": validation_accuracy(store, members[:2], data, tta=preset.tta),
                 "seconds": sum(float(m["train_seconds"]) for m in members),
                 "members": [
                     {key: m[key] for key in ("seed", "test_accuracy", "val_accuracy")}

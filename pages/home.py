@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages import app_state
+from pages.parts import app_state
 
 st.title("Digit recognition dashboard")
 st.markdown(

@@ -8,7 +8,7 @@ from mnist_core import serving
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
-from pages import app_state, drawings_view, explain_view, replay_view, share_view
+from pages.parts import app_state, drawings_view, explain_view, replay_view, share_view
 
 PAGE_SIZE = 40
 ANY = "any"

@@ -11,7 +11,7 @@ from mnist_core.errors import ImageError
 from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.preprocess import load_image, to_mnist_steps
 from mnist_core.serving import TTA_SHIFTS, predict_digit
-from pages import app_state, drawings_view, explain_view
+from pages.parts import app_state, drawings_view, explain_view
 
 CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
 DRAWING = "sketch_drawing"  # the latest canvas image, (280, 280, 4) uint8; tests inject it here

@@ -27,7 +27,7 @@ from mnist_core.job_service import (
     seconds_left,
     wait_seconds,
 )
-from pages import app_state, drawings_view, share_view, sweep_view, train_form
+from pages.parts import app_state, drawings_view, share_view, sweep_view, train_form
 
 BEFORE = "train_before_run"  # the run to compare the new one with
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]

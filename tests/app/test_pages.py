@@ -196,7 +196,7 @@ def test_results_shows_an_interrupted_run(
 def test_results_empty_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MNIST_RUNS_DIR", str(tmp_path / "none"))
     monkeypatch.setattr("mnist_core.runs.PRETRAINED_DIR", tmp_path / "no-pretrained")
-    monkeypatch.setattr("pages.app_state.PRETRAINED_DIR", tmp_path / "no-pretrained")
+    monkeypatch.setattr("pages.parts.app_state.PRETRAINED_DIR", tmp_path / "no-pretrained")
     at = page("results").run()
     assert not at.exception
     assert at.info[0].value == "No runs yet: train a model first."
@@ -308,7 +308,7 @@ def test_sketch_shows_the_canvas_first_and_keeps_it_when_the_model_is_broken(
 
 def wait_for_conversion(run: Path, timeout: float = 120) -> None:
     """Until the background conversion of `run` (started by the page) has ended."""
-    from pages import app_state
+    from pages.parts import app_state
 
     deadline = time.monotonic() + timeout
     while app_state._conversions().state(run) == "converting":
@@ -474,7 +474,7 @@ def test_a_second_visitor_queues_behind_a_running_training_and_can_cancel(
     own_runs: Path,  # a copy: the other visitor's run, stopped, must not reach other tests
 ) -> None:
     from mnist_core.config import TrainConfig
-    from pages import app_state
+    from pages.parts import app_state
 
     service = app_state.job_service()  # the one every session of this server shares
     other = service.submit(TrainConfig.preset("mlp"), owner="another visitor")
@@ -766,7 +766,7 @@ def test_results_offers_the_pretrained_run_as_a_bundle(
 def test_results_disables_the_bundle_of_a_run_too_large_to_import(
     app_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("pages.share_view.MAX_BUNDLE_BYTES", 100_000)
+    monkeypatch.setattr("pages.parts.share_view.MAX_BUNDLE_BYTES", 100_000)
 
     at = page("results").run()
 

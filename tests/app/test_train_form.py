@@ -9,7 +9,7 @@ import pytest
 
 from mnist_core.config import PRESETS, TrainConfig
 from mnist_core.errors import ConfigError
-from pages import train_form
+from pages.parts import train_form
 
 EVERY_FIELD_CHANGED = TrainConfig(
     architecture="vgg",

@@ -15,7 +15,7 @@ from mnist_core import serving
 from mnist_core.drawings import Drawing, DrawingSet
 from mnist_core.errors import MnistCoreError
 from mnist_core.figures import digit_png
-from pages import app_state, train_form
+from pages.parts import app_state, train_form
 
 ADDED = "drawings_added"  # the message after adding, shown once on the next run
 ERROR = "drawings_error"  # a failed add or delete, shown once on the next run

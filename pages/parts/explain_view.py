@@ -10,7 +10,7 @@ from mnist_core.evaluate import Evaluation
 from mnist_core.figures import digit_png
 from mnist_core.figures_explain import MAX_TILES, picture_png, saliency_figure, tiles_png
 from mnist_core.preprocess import PreprocessSteps
-from pages import app_state
+from pages.parts import app_state
 
 GRADIENT = "gradient × input"
 OCCLUSION = "occlusion"

@@ -7,7 +7,7 @@ from mnist_core.bundles import MAX_BUNDLE_BYTES, bundle_size, export_bundle, imp
 from mnist_core.config import DemoLimits
 from mnist_core.errors import MnistCoreError
 from mnist_core.runs import RunInfo
-from pages import app_state, train_form
+from pages.parts import app_state, train_form
 
 TRAIN_AGAIN = "train_again"  # session key: {"run_id", "config"} for the Train page to load
 IMPORT_OUTCOME = "results_import_outcome"  # session key: the last import's new run id or error

@@ -22,7 +22,7 @@ from mnist_core.sweeps import (
     sweep_results,
     swept_settings,
 )
-from pages import app_state
+from pages.parts import app_state
 
 # The settings a visitor may vary (`SWEEPABLE`), named as the form above names them.
 LABELS = {

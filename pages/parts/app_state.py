@@ -237,4 +237,5 @@ def forget_vanished_run(key: str, runs: list[RunInfo]) -> None:
 
 
 def page_path(name: str) -> Path:
-    return Path(__file__).resolve().parent / f"{name}.py"
+    """The file of the page `name` ("home", "train", ...) in `pages/`."""
+    return Path(__file__).resolve().parents[1] / f"{name}.py"
