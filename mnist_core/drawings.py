@@ -99,7 +99,9 @@ class DrawingSet:
             return []
 
     def __len__(self) -> int:
-        return len(self.list())
+        """How many drawing files there are, counted by name without reading them (pages
+        show the count on every rerun); a damaged file counts here, `list` skips it."""
+        return len(self._paths())
 
     def delete(self, drawing_id: str) -> None:
         """Remove a drawing; DataError when there is no such drawing."""

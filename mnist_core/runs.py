@@ -306,9 +306,10 @@ class RunStore:
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
 
-    def list(self) -> list[RunInfo]:
+    def list(self, include_training: bool = False) -> list[RunInfo]:
         """Every complete run, newest first. Incomplete or unreadable folders are skipped,
-        and so are checkpoints of runs still training (`RunInfo.training`).
+        and so are checkpoints of runs still training (`RunInfo.training`) unless
+        `include_training`.
 
         Stale leftovers of interrupted saves are removed on the way (see `clean`).
         """
@@ -323,11 +324,31 @@ class RunStore:
                         run = self._read(path)
                     except ModelError:
                         continue
-                    if not run.training:
+                    if include_training or not run.training:
                         runs.append(run)
         return sorted(
             runs, key=lambda run: (run.metrics.get("created", ""), run.run_id), reverse=True
         )
+
+    def signature(self) -> tuple[tuple[str, int, int], ...]:
+        """What changes whenever `list` would read something new, without reading any run:
+        each run folder's name and its metrics.json's modification time and inode (every
+        save writes a whole folder and renames it into place)."""
+        entries = []
+        for folder in (self.root, self.bundled):
+            if folder is None:
+                continue
+            try:
+                names = [path.name for path in folder.iterdir() if RUN_ID.match(path.name)]
+            except OSError:  # no runs yet
+                continue
+            for name in names:
+                try:
+                    stat = (folder / name / "metrics.json").stat()
+                    entries.append((f"{folder}/{name}", stat.st_mtime_ns, stat.st_ino))
+                except OSError:
+                    entries.append((f"{folder}/{name}", -1, -1))
+        return tuple(sorted(entries))
 
     def clean(self, max_age: float = STALE_TEMP_SECONDS) -> list[str]:
         """Remove the `.tmp-*` leftovers of killed saves and deletions older than `max_age`

@@ -55,7 +55,17 @@ def run_store() -> RunStore:
 
 
 def list_runs() -> list[RunInfo]:
-    return run_store().list()
+    """Every saved run, newest first. Read from disk only when a run was saved or deleted
+    since the last call of any session (`RunStore.signature`); whether a checkpoint's
+    training process is still alive is checked on every call."""
+    store = run_store()
+    runs = _runs(str(store.root), str(store.bundled), store.signature())
+    return [run for run in runs if not run.training]
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _runs(root: str, bundled: str, signature: tuple) -> tuple[RunInfo, ...]:
+    return tuple(RunStore(root, bundled=bundled).list(include_training=True))
 
 
 def active_run(runs: list[RunInfo] | None = None) -> RunInfo | None:

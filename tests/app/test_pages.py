@@ -1240,3 +1240,36 @@ def test_train_page_with_an_unreachable_cluster_says_so_and_keeps_the_settings(
     assert any("Check MNIST_RAY_ADDRESS" in e.value for e in at.error)
     assert at.slider(key="train_epochs").value == 3  # nothing the visitor set is lost
     assert (run_folders(own_runs), sorted(own_runs.glob(".jobs/*"))) == before  # nothing queued
+
+
+def test_runs_are_read_from_disk_only_after_a_save_or_a_deletion(
+    own_runs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page run lists the runs several times (sidebar, page, sections): the store is
+    read once, and again only when a run folder changed."""
+    from mnist_core.runs import RunStore
+    from pages.parts import app_state
+
+    reads: list[str] = []
+    read = RunStore._read
+
+    def counting(store: RunStore, path: Path):
+        reads.append(path.name)
+        return read(store, path)
+
+    monkeypatch.setattr(RunStore, "_read", counting)
+    folders = run_folders(own_runs)
+    first = app_state.list_runs()
+    assert {run.run_id for run in first} >= {folder.name for folder in folders}
+    count = len(reads)
+    assert count >= len(folders)
+
+    assert app_state.list_runs() == first and app_state.list_runs() == first
+    assert len(reads) == count  # nothing read again
+
+    metrics = folders[0] / "metrics.json"
+    metrics.write_text(metrics.read_text())  # a save rewrites it
+    assert [run.run_id for run in app_state.list_runs()] == [run.run_id for run in first]
+    assert len(reads) == 2 * count
+    shutil.rmtree(folders[-1])
+    assert folders[-1].name not in {run.run_id for run in app_state.list_runs()}

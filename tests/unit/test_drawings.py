@@ -98,6 +98,7 @@ def test_damaged_files_are_skipped(drawings: DrawingSet, digits) -> None:
     (drawings.root / "20261124-120000-abcdef.npz").write_bytes(b"not an npz")
     np.savez(drawings.root / "20261124-120001-abcdef.npz", digit=np.zeros((3, 3)), label=1)
     assert [d.drawing_id for d in drawings.list()] == [kept]
+    assert len(drawings) == 3  # counted by file name, never read
 
 
 def test_mix_into_puts_repeated_drawings_before_the_validation_slice(digits) -> None:
