@@ -10,8 +10,9 @@ measured in this run on this machine: before the presets and again after them, t
 each measurement's epochs after the first (which includes tracing), the two averaged. A preset's
 time is its training loop's seconds (`TrainResult.train_seconds`, validation included, the
 test-set evaluation not); an ensemble's is the sum of its members'. Preset seeds are
-`first-seed`, `+ 1`, ...; the ensemble `best` with seed s trains members s, s + 1, s + 2, so
-its seeds step by its member count and no two of its runs share a member.
+`first-seed`, `+ 1`, ...; the ensemble `best` with seed s averages `cnn` runs with seeds s,
+s + 1, s + 2, so its seeds step by its member count and no two of its rows share a member;
+a member already trained as a `cnn` row (seeds 1-3) is reused, not trained again.
 
 The test set is read once per figure: nothing here chooses anything.
 """
@@ -36,7 +37,8 @@ from keras import layers  # noqa: E402
 
 from mnist_core.config import ENSEMBLE_PRESETS, PRESETS, TrainConfig  # noqa: E402
 from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.runs import kept_val_accuracy  # noqa: E402
+from mnist_core.ensemble import save_ensemble  # noqa: E402
+from mnist_core.runs import RunStore  # noqa: E402
 from mnist_core.train import train  # noqa: E402
 
 # preset -> (test accuracy to reach, most E-units it may take or None), issue 16's targets.
@@ -99,38 +101,49 @@ def keras_io_epoch_seconds(data, epochs: int = 4) -> float:
     return statistics.median(seconds[1:])
 
 
-def run_preset(name: str, seed: int, data) -> dict:
-    """One training of preset `name` with `seed`: its figures."""
-    if name in ENSEMBLE_PRESETS:
-        from mnist_core.ensemble import train_ensemble
-        from mnist_core.runs import RunStore
+class Trainings:
+    """Trains presets into one run store, each (preset, seed) once: an ensemble whose member
+    was already trained as a row of its own (`best` seed 1 and `cnn` seeds 1-3) reuses it."""
 
-        preset = ENSEMBLE_PRESETS[name]
-        with tempfile.TemporaryDirectory() as folder:
-            store = RunStore(folder)
-            config = TrainConfig.preset(preset.member, seed=seed)
-            run = store.get(train_ensemble(preset, config, data, store))
-            members = run.ensemble["members"]
+    def __init__(self, store, data) -> None:
+        self.store, self.data = store, data
+        self.run_ids: dict[tuple[str, int], str] = {}
+
+    def run(self, name: str, seed: int) -> str:
+        """The run id of preset `name` trained with `seed`, trained now if it is new."""
+        if (name, seed) not in self.run_ids:
+            result = train(TrainConfig.preset(name, seed=seed), self.data)
+            self.run_ids[name, seed] = self.store.save(result)
+        return self.run_ids[name, seed]
+
+    def figures(self, name: str, seed: int) -> dict:
+        """One row's figures: preset `name` (or an ensemble preset) with `seed`."""
+        if name not in ENSEMBLE_PRESETS:
+            run = self.store.get(self.run(name, seed))
             return {
                 "test_accuracy": run.test_accuracy,
                 "val_accuracy": run.val_accuracy,
-                # The choices behind the preset, on validation digits only: the members
-                # averaged without shifted copies, and the first two members alone.
-                "val_without_tta": validation_accuracy(store, members, data, tta=False),
-                "val_two_members": validation_accuracy(store, members[:2], data, tta=preset.tta),
-                "seconds": sum(float(m["train_seconds"]) for m in members),
-                "members": [
-                    {key: m[key] for key in ("seed", "test_accuracy", "val_accuracy")}
-                    for m in members
-                ],
+                "seconds": float(run.metrics["train_seconds"]),
+                "epochs_run": run.metrics["epochs_run"],
             }
-    result = train(TrainConfig.preset(name, seed=seed), data)
-    return {
-        "test_accuracy": result.test_accuracy,
-        "val_accuracy": kept_val_accuracy(result.history, result.best_epoch),
-        "seconds": result.train_seconds,
-        "epochs_run": result.epochs_run,
-    }
+        preset = ENSEMBLE_PRESETS[name]
+        member_ids = [self.run(preset.member, seed + n) for n in range(preset.members)]
+        run = self.store.get(save_ensemble(self.store, member_ids, self.data, tta=preset.tta))
+        members = run.ensemble["members"]
+        return {
+            "test_accuracy": run.test_accuracy,
+            "val_accuracy": run.val_accuracy,
+            # The choices behind the preset, on validation digits only: the members
+            # averaged without shifted copies, and the first two members alone.
+            "val_without_tta": validation_accuracy(self.store, members, self.data, tta=False),
+            "val_two_members": validation_accuracy(
+                self.store, members[:2], self.data, tta=preset.tta
+            ),
+            "seconds": sum(float(m["train_seconds"]) for m in members),
+            "members": [
+                {key: m[key] for key in ("seed", "test_accuracy", "val_accuracy")} for m in members
+            ],
+        }
 
 
 def validation_accuracy(store, members: list[dict], data, tta: bool) -> float:
@@ -169,11 +182,13 @@ def main() -> None:
     print(f"keras-io convnet: {before:.2f} s per epoch (before the presets)", flush=True)
 
     rows: dict[str, list[dict]] = {}
+    folder = tempfile.TemporaryDirectory()
+    trainings = Trainings(RunStore(folder.name), data)
     for name in names:
         step = ENSEMBLE_PRESETS[name].members if name in ENSEMBLE_PRESETS else 1
         for index in range(args.seeds):
             seed = args.first_seed + index * step
-            figures = run_preset(name, seed, data)
+            figures = trainings.figures(name, seed)
             figures["seed"] = seed
             rows.setdefault(name, []).append(figures)
             print(

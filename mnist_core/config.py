@@ -425,15 +425,18 @@ PRESETS: dict[str, TrainConfig] = {
     "cnn": _CONVNET.replace(
         architecture="vgg", hidden_units=(256,), dropout_rate=0.3, learning_rate=3e-3, epochs=6
     ),
-    # Blocks of three batch-normalised convolutions, shifts, rotations and zoom, 30 epochs.
-    "deep": _CONVNET.replace(architecture="deep", epochs=30, augment=True, shift=0.0),
 }
+# The cnn preset trained 15 epochs instead of 6: the most accurate preset on validation digits
+# within the deep target's budget (BENCHMARKS.md). The earlier deep preset (blocks of three
+# batch-normalised convolutions, the `deep` architecture, shifted, rotated and zoomed digits,
+# 30 epochs) took about twice that budget.
+PRESETS["deep"] = PRESETS["cnn"].replace(epochs=15)
 # How the Train page names each preset.
 PRESET_LABELS: dict[str, str] = {
     "mlp": "mlp: the original recipe, annealed",
     "quick": "quick: a convnet past 99 % in 2 epochs",
     "cnn": "cnn: batch-normalised convnet, 6 epochs",
-    "deep": "deep: most accurate, slowest",
+    "deep": "deep: the cnn preset for 15 epochs, most accurate, slowest",
 }
 
 

@@ -115,7 +115,7 @@ def test_shift_alone_adds_only_a_translation_of_its_range(architecture: str) -> 
 
 
 def test_deep_blocks_are_three_batch_normalised_convolutions() -> None:
-    model = build_model(TrainConfig.preset("deep", augment=False))
+    model = build_model(TrainConfig.preset("quick", architecture="deep"))
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [(c.filters, c.kernel_size, c.strides, c.padding) for c in convs] == [
