@@ -16,11 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mnist_core.drawings import DrawingSet  # noqa: E402
-from mnist_core.evaluate import evaluate  # noqa: E402
-from mnist_core.runs import PRETRAINED_DIR, RunStore  # noqa: E402
+from mnist_core.drawings import DrawingSet
+from mnist_core.evaluate import evaluate
+from mnist_core.runs import PRETRAINED_DIR, RunStore
 
 
 def options(config) -> str:

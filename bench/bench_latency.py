@@ -12,20 +12,16 @@ p50 <= 0.5 ms, p99 <= 2 ms.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.predict import predict_proba  # noqa: E402
-from mnist_core.preprocess import to_mnist  # noqa: E402
-from mnist_core.runs import PRETRAINED_DIR, RunStore  # noqa: E402
-from mnist_core.serving import OnnxModel  # noqa: E402
+from mnist_core.data import load_mnist
+from mnist_core.predict import predict_proba
+from mnist_core.preprocess import to_mnist
+from mnist_core.runs import PRETRAINED_DIR, RunStore
+from mnist_core.serving import OnnxModel
 
 TARGETS = {"cnn": (0.5, 2.0)}  # p50, p99 ms of canvas -> probabilities through ONNX Runtime
 

@@ -11,21 +11,18 @@ all 10,000 test digits. Target: the same predicted digit on all 10,000, max |Δp
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from mnist_core.config import PRESETS, TrainConfig  # noqa: E402
-from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.onnx_export import export_onnx  # noqa: E402
-from mnist_core.predict import predict_proba  # noqa: E402
-from mnist_core.serving import OnnxModel  # noqa: E402
-from mnist_core.train import train  # noqa: E402
+from mnist_core.config import PRESETS, TrainConfig
+from mnist_core.data import load_mnist
+from mnist_core.onnx_export import export_onnx
+from mnist_core.predict import predict_proba
+from mnist_core.serving import OnnxModel
+from mnist_core.train import train
 
 MAX_DIFFERENCE = 1e-4
 

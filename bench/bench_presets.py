@@ -6,8 +6,9 @@ min-max), the validation accuracy its choices were made on, and its training tim
 
 An E-unit is the seconds per epoch of the keras-io MNIST convnet (3x3 conv 32, pool, 3x3 conv 64,
 pool, dropout 0.5, dense 10, Adam, batch 128, plain `model.fit` with `validation_split=0.1`),
-measured in this run on this machine: before the presets and again after them, the median of
-each measurement's epochs after the first (which includes tracing), the two averaged. A preset's
+measured in this run on this machine before the first training and after every training, the
+median of each measurement's epochs after the first (which includes tracing); a training is
+divided by the mean of the measurements on either side of it. A preset's
 time is its training loop's seconds (`TrainResult.train_seconds`, validation included, the
 test-set evaluation not); an ensemble's is the sum of its members'. Preset seeds are
 `first-seed`, `+ 1`, ...; the ensemble `best` with seed s averages `cnn` runs with seeds s,
@@ -24,22 +25,19 @@ import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import keras
+from keras import layers
 
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
-
-from mnist_core.config import ENSEMBLE_PRESETS, PRESETS, TrainConfig  # noqa: E402
-from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.ensemble import save_ensemble  # noqa: E402
-from mnist_core.runs import RunStore  # noqa: E402
-from mnist_core.train import train  # noqa: E402
+from mnist_core.config import ENSEMBLE_PRESETS, PRESETS, TrainConfig
+from mnist_core.data import load_mnist
+from mnist_core.ensemble import save_ensemble
+from mnist_core.runs import RunStore
+from mnist_core.train import train
 
 # preset -> (test accuracy to reach, most E-units it may take or None), issue 16's targets.
 TARGETS: dict[str, tuple[float, float | None]] = {
@@ -178,8 +176,11 @@ def main() -> None:
         parser.error(f"unknown presets {unknown}")
     data = load_mnist()
     print(f"CPU: {cpu_model()}; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC", flush=True)
-    before = keras_io_epoch_seconds(data)
-    print(f"keras-io convnet: {before:.2f} s per epoch (before the presets)", flush=True)
+    # The machine's pace drifts (a shared host: 19.3 s per keras-io epoch at the start of one
+    # run, 8.6 s at its end), so the unit is measured between every two trainings and each
+    # training is divided by the mean of the measurements on either side of it.
+    marks = [keras_io_epoch_seconds(data, epochs=3)]
+    print(f"keras-io convnet: {marks[0]:.2f} s per epoch", flush=True)
 
     rows: dict[str, list[dict]] = {}
     folder = tempfile.TemporaryDirectory()
@@ -189,11 +190,16 @@ def main() -> None:
         for index in range(args.seeds):
             seed = args.first_seed + index * step
             figures = trainings.figures(name, seed)
+            marks.append(keras_io_epoch_seconds(data, epochs=3))
             figures["seed"] = seed
+            figures["e_unit_seconds"] = (marks[-2] + marks[-1]) / 2
+            figures["e_units"] = figures["seconds"] / figures["e_unit_seconds"]
             rows.setdefault(name, []).append(figures)
             print(
                 f"{name} seed {seed}: test {figures['test_accuracy']:.2%}, validation "
-                f"{(figures['val_accuracy'] or float('nan')):.2%}, {figures['seconds']:.1f} s",
+                f"{(figures['val_accuracy'] or float('nan')):.2%}, {figures['seconds']:.1f} s "
+                f"= {figures['e_units']:.1f} E (keras-io convnet after it: {marks[-1]:.2f} s "
+                "per epoch)",
                 flush=True,
             )
             if "members" in figures:
@@ -204,9 +210,11 @@ def main() -> None:
                     f"{figures['val_two_members']:.2%}",
                     flush=True,
                 )
-    after = keras_io_epoch_seconds(data)
-    unit = (before + after) / 2
-    print(f"keras-io convnet: {after:.2f} s per epoch (after); 1 E = {unit:.2f} s", flush=True)
+    print(
+        f"keras-io convnet: {min(marks):.2f}–{max(marks):.2f} s per epoch over the run "
+        f"(median {statistics.median(marks):.2f} s)",
+        flush=True,
+    )
 
     print()
     print("| preset | test accuracy, mean (min–max) | validation | time, E | seconds | target |")
@@ -216,7 +224,7 @@ def main() -> None:
         tests = [f["test_accuracy"] for f in figures]
         vals = [f["val_accuracy"] for f in figures if f["val_accuracy"] is not None]
         seconds = [f["seconds"] for f in figures]
-        units = [s / unit for s in seconds]
+        units = [f["e_units"] for f in figures]
         accuracy, budget = TARGETS.get(name, (None, None))
         met = []
         if accuracy is not None:
@@ -236,7 +244,7 @@ def main() -> None:
                 {
                     "cpu": cpu_model(),
                     "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "e_unit_seconds": {"before": before, "after": after, "unit": unit},
+                    "keras_io_epoch_seconds": marks,
                     "presets": summary,
                 },
                 indent=2,

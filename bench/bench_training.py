@@ -16,20 +16,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
+import keras
 import numpy as np
+from keras import layers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import keras  # noqa: E402
-from keras import layers  # noqa: E402
-
-from mnist_core.config import TrainConfig  # noqa: E402
-from mnist_core.data import load_mnist  # noqa: E402
-from mnist_core.train import _TrainingMonitor, train  # noqa: E402
+from mnist_core.config import TrainConfig
+from mnist_core.data import load_mnist
+from mnist_core.train import _TrainingMonitor, train
 
 
 class EpochTimer(keras.callbacks.Callback):
