@@ -175,7 +175,9 @@ class OnnxModel:
             if node.input[1] not in weights:
                 break  # weights computed in the graph: not a layer we can show
             kernel = numpy_helper.to_array(weights[node.input[1]]).astype(np.float32)
-            name = _layer_name(node.name)
+            # A convolution fused with its batch normalisation loses its name ("Conv__58");
+            # its kernel's keeps the layer's ("mnist_vgg_1/conv1_1_1/convolution/...").
+            name = _layer_name(node.name if "/" in node.name else node.input[1])
             if node.op_type == "Conv":  # (filters, channels, k, k) -> Keras' (k, k, ch, filters)
                 return "conv", name, kernel.transpose(2, 3, 1, 0)
             transposed = any(a.name == "transB" and a.i == 1 for a in node.attribute)

@@ -676,8 +676,9 @@ def test_sketch_shows_the_cnns_filters_and_feature_maps(app_env: Path, mnist) ->
     assert not at.exception
     assert [m.value for m in at.metric if m.label == "Prediction"] == ["2"]
     captions = image_captions(at)
-    assert "First layer, conv1: 32 filters, 5×5" in captions
-    assert "What they find in this digit: conv1's output" in captions
+    # The pretrained cnn preset's network (vgg): two 3x3 convolutions in its first block.
+    assert "First layer, conv1_1: 32 filters, 3×3" in captions
+    assert "What they find in this digit: conv1_1's output" in captions
     at.radio(key="sketch_explain_canvas_method").set_value("gradient × input").run()
     heat = saliency_spec(at)["data"][1]
     centred = to_mnist(canvas)
