@@ -193,12 +193,20 @@ def import_bundle(store: RunStore, data: bytes) -> str:
             (folder / REPLAY_FILE).write_bytes(members[REPLAY_FILE])
 
     try:
-        return store.add(write, "ensemble" if "ensemble" in metrics else config.architecture)
+        return store.add(write, _kind(metrics, config))
     except OSError as error:
         raise ModelError(
             f"cannot save the imported run in {str(store.root)!r}: {error.strerror}; "
             "free some space or choose another runs folder"
         ) from error
+
+
+def _kind(metrics: dict[str, Any], config: TrainConfig) -> str:
+    """The word in the run id: "ensemble", "imported" or the architecture."""
+    for kind, key in (("ensemble", "ensemble"), ("imported", "imported_model")):
+        if key in metrics:
+            return kind
+    return config.architecture
 
 
 def _read_members(data: bytes) -> dict[str, bytes]:
@@ -405,6 +413,16 @@ _METRICS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
             )
         ),
         "an ensemble's members (2 to 10, each with its run_id) and tta",
+    ),
+    "imported_model": (
+        False,
+        lambda value: (
+            isinstance(value, dict)
+            and len(value) <= 20
+            and all(_is_text(key) for key in value)
+            and all(_is_text(value.get(key)) for key in ("name", "file", "input", "output"))
+        ),
+        "an imported model's name, file, input and output",
     ),
     "versions": (
         False,

@@ -141,8 +141,26 @@ def _parser() -> argparse.ArgumentParser:
     ensemble.add_argument("--json", action="store_true", help="end with a JSON summary line")
     ensemble.set_defaults(handler=_ensemble)
 
-    import_ = commands.add_parser("import", help="add the run in a bundle as a new run")
-    import_.add_argument("file", help="a bundle written by `export`, FILE.zip")
+    import_ = commands.add_parser(
+        "import",
+        help="add a run from a bundle (.zip), or a Keras model of MNIST digits (.keras, .h5) "
+        "scored on the test set",
+    )
+    import_.add_argument(
+        "file",
+        help="a bundle written by `export` (FILE.zip), or a Keras model file (FILE.keras, "
+        "FILE.h5) reading (28, 28), (28, 28, 1) or (784,) pixels and giving 10 probabilities "
+        "or logits",
+    )
+    import_.add_argument("--name", help="how the imported model is shown (default: its file name)")
+    import_.add_argument(
+        "--scale",
+        choices=("auto", "1", "255"),
+        default="auto",
+        help="the pixel scale the model was trained on: 1 for [0, 1], 255 for [0, 255]; auto "
+        "(default) tells it from the model or from 1,000 training digits, else takes [0, 1]",
+    )
+    import_.add_argument("--data", help="MNIST .npz or IDX folder (default: $MNIST_PATH)")
     _add_runs_dir(import_)
     import_.add_argument("--json", action="store_true")
     import_.set_defaults(handler=_import)
@@ -663,6 +681,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 EXPORT_FORMATS = (".zip", ".onnx", ".keras", ".h5")
+IMPORT_FORMATS = (".zip", ".keras", ".h5")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -709,18 +728,32 @@ def _exported(store: Any, run_id: str, suffix: str) -> bytes:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from mnist_core.bundles import import_bundle, read_bundle_file
     from mnist_core.runs import RunStore
 
     store = RunStore(args.runs_dir)
-    run = store.get(import_bundle(store, read_bundle_file(args.file)))
-    summary = {
-        "run_id": run.run_id,
-        "imported_from": run.metrics["imported_from"],
-        "architecture": run.config.architecture,
-        "test_accuracy": run.test_accuracy,
-        "model_path": str(run.model_path),
-    }
+    suffix = Path(args.file).suffix
+    if suffix not in IMPORT_FORMATS:
+        raise ModelError(
+            f"cannot import {args.file!r}: import a run bundle (.zip) or a Keras model file "
+            "(.keras, .h5)"
+        )
+    if suffix == ".zip":
+        from mnist_core.bundles import import_bundle, read_bundle_file
+
+        run = store.get(import_bundle(store, read_bundle_file(args.file)))
+        summary = {"run_id": run.run_id, "imported_from": run.metrics["imported_from"]}
+        summary["architecture"] = run.config.architecture
+    else:
+        from mnist_core.data import load_mnist
+        from mnist_core.model_import import import_model_file
+
+        data = load_mnist(args.data)
+        run = store.get(import_model_file(store, args.file, data, args.name, args.scale))
+        print(f"Pixel scale {run.imported['scale']}: {run.imported['scale_note']}.")
+        summary = {"run_id": run.run_id, "name": run.imported["name"]}
+        summary.update({key: run.imported[key] for key in ("input", "output", "scale")})
+    summary["test_accuracy"] = run.test_accuracy
+    summary["model_path"] = str(run.model_path)
     _print_summary(summary, args.json)
     return 0
 

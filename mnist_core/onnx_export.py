@@ -17,6 +17,7 @@ import secrets
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -54,29 +55,45 @@ def check_images(count: int = 64, seed: int = 0) -> np.ndarray:
     return images.astype(np.float32)
 
 
-def inference_model(model: keras.Model) -> keras.Model:
-    """The same model with its training-only layers left out (same weights, shared).
-
-    A chain of layers (every model built here) is wired again with each layer called in
-    inference mode: a `clone_model` copy traced its batch normalisation in training mode, and
-    its export read digits wrongly. Other graphs are cloned; `export_onnx`'s check catches a
-    wrong export either way.
-    """
-    if not any(isinstance(layer, TRAINING_ONLY) for layer in model.layers):
-        return model
-    layers = model.layers
-    chain = all(
+def layer_chain(model: keras.Model) -> list[keras.layers.Layer] | None:
+    """`model`'s layers in calling order, its input layer left out, when each layer feeds the
+    next alone (a Sequential model, or a functional one built as a chain); None otherwise."""
+    if isinstance(model, keras.Sequential):
+        return list(model.layers)
+    layers = model.layers  # a functional model's first layer is its input
+    chain = len(model.inputs) == 1 and all(
         len(layer._inbound_nodes) == 1 and layer.input is previous.output
         for previous, layer in zip(layers, layers[1:], strict=False)
     )
-    if chain:
-        inputs = keras.Input(model.input_shape[1:], name=layers[0].name)
-        x = inputs
-        for layer in layers[1:]:
-            if not isinstance(layer, TRAINING_ONLY):
-                takes_training = "training" in inspect.signature(layer.call).parameters
-                x = layer(x, training=False) if takes_training else layer(x)
-        return keras.Model(inputs, x, name=model.name)
+    return layers[1:] if chain else None
+
+
+def call_in_inference_mode(layers: list[keras.layers.Layer], x: Any) -> Any:
+    """`x` through `layers` in turn, each called in inference mode, training-only ones left
+    out: a `clone_model` copy traced batch normalisation in training mode, and its export
+    read digits wrongly."""
+    for layer in layers:
+        if not isinstance(layer, TRAINING_ONLY):
+            takes_training = "training" in inspect.signature(layer.call).parameters
+            x = layer(x, training=False) if takes_training else layer(x)
+    return x
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The same model with its training-only layers left out (same weights, shared).
+
+    A chain of layers (every model built here) is wired again in inference mode
+    (`call_in_inference_mode`); other graphs are cloned. `export_onnx`'s check catches a wrong
+    export either way.
+    """
+    if not any(isinstance(layer, TRAINING_ONLY) for layer in model.layers):
+        return model
+    chain = layer_chain(model)
+    if chain is not None:
+        first = model.layers[0]
+        name = first.name if isinstance(first, keras.layers.InputLayer) else "pixels"
+        inputs = keras.Input(model.input_shape[1:], name=name)
+        return keras.Model(inputs, call_in_inference_mode(chain, inputs), name=model.name)
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, TRAINING_ONLY):

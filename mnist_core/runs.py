@@ -47,6 +47,7 @@ INTERRUPTED = "interrupted"
 # Leftovers of interrupted saves older than this are removed: a save takes seconds.
 STALE_TEMP_SECONDS = 3600.0
 _MAX_CONFIG_BYTES = 10_000_000  # a model's architecture is kilobytes of JSON
+_USE_OURS = "Use a .keras file saved by this tool"
 
 
 @dataclass(frozen=True)
@@ -105,14 +106,36 @@ class RunInfo:
         return value if isinstance(value, dict) else None
 
     @property
+    def imported(self) -> dict[str, Any] | None:
+        """For a model imported from a Keras file (`model_import.py`): its name, file name,
+        SHA-256, and the input layout, output kind and pixel scale found; None otherwise."""
+        value = self.metrics.get("imported_model")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def trained_here(self) -> bool:
+        """Built from its `config` by this tool (not an ensemble or an imported model): its
+        settings can be trained again and its weights fine-tuned."""
+        return self.ensemble is None and self.imported is None
+
+    @property
     def model_name(self) -> str:
-        """The model in a few words: its architecture, or "ensemble of 3 deep"."""
+        """The model in a few words: its architecture, "ensemble of 3 deep" or "imported
+        mnist_model.h5"."""
+        if self.imported is not None:
+            return f"imported {self.imported.get('name') or self.imported.get('file', '?')}"
         if self.ensemble is None:
             return self.config.architecture
         members = self.ensemble.get("members") or []
         kinds = sorted({str(m.get("config", {}).get("architecture", "?")) for m in members})
         tta = " + shifts" if self.ensemble.get("tta") else ""
         return f"ensemble of {len(members)} {'/'.join(kinds)}{tta}"
+
+    @property
+    def title(self) -> str:
+        """The model's name for headings: an architecture in capitals ("VGG"), an imported
+        model's name as given."""
+        return self.model_name if self.imported is not None else self.model_name.upper()
 
     @property
     def label(self) -> str:
@@ -522,35 +545,15 @@ def kept_val_accuracy(history: dict[str, list[float]], best_epoch: Any) -> float
 
 
 def load_model_file(path: str | os.PathLike[str]) -> Any:
-    """Load a `.keras` or `.h5` model without running any code stored in it.
-
-    The architecture is read first and refused if it holds Python code (a Lambda layer, a
-    class from outside Keras); then Keras loads it in safe mode. The model must map
-    `(N, 28, 28)` images to `(N, 10)` probabilities.
+    """Load a `.keras` or `.h5` model saved by this tool without running any code stored in it
+    (see `read_model_file`). The model must map `(N, 28, 28)` images to `(N, 10)` probabilities.
 
     Raises:
         ModelError: the file is missing, corrupt, not a Keras model, holds code, or has other
             input or output shapes. The message says what to do.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"model file {str(path)!r} does not exist")
-    code = _code_in(_model_config(path))
-    if code is not None:
-        raise ModelError(
-            f"model {path.name!r} contains {code}; it was not loaded, because loading it could "
-            "run code from the file. Use a model saved by this tool"
-        )
-    import keras  # here, not at module level: listing runs must not pay for TensorFlow
-
-    try:
-        # safe_mode also covers legacy .h5 files in Keras 3: Lambda layers are refused there too.
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ModelError(
-            f"cannot load model {path.name!r}: {first_line(error)}. "
-            "Use a .keras file saved by this tool"
-        ) from error
+    model = read_model_file(path)
     if tuple(model.input_shape[1:]) != (28, 28) or tuple(model.output_shape[1:]) != (10,):
         raise ModelError(
             f"model {path.name!r} maps {model.input_shape} to {model.output_shape}; "
@@ -559,7 +562,37 @@ def load_model_file(path: str | os.PathLike[str]) -> Any:
     return model
 
 
-def _model_config(path: Path) -> Any:
+def read_model_file(path: str | os.PathLike[str], fix: str | None = None) -> Any:
+    """Load any `.keras` or `.h5` Keras model without running code stored in it.
+
+    The architecture is read first and refused if it holds Python code (a Lambda layer, a
+    class from outside Keras); then Keras loads it in safe mode, uncompiled. `fix` ends the
+    messages: what the user should do instead (default: use a model saved by this tool).
+
+    Raises:
+        ModelError: the file is missing, corrupt, not a Keras model or holds code.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {str(path)!r} does not exist")
+    code = _code_in(_model_config(path, fix or _USE_OURS))
+    if code is not None:
+        raise ModelError(
+            f"model {path.name!r} contains {code}; it was not loaded, because loading it could "
+            f"run code from the file. {fix or 'Use a model saved by this tool'}"
+        )
+    import keras  # here, not at module level: listing runs must not pay for TensorFlow
+
+    try:
+        # safe_mode also covers legacy .h5 files in Keras 3: Lambda layers are refused there too.
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(
+            f"cannot load model {path.name!r}: {first_line(error)}. {fix or _USE_OURS}"
+        ) from error
+
+
+def _model_config(path: Path, fix: str) -> Any:
     """The architecture stored in a `.keras` (config.json) or `.h5` (model_config) file."""
     try:
         if path.suffix == ".h5":
@@ -585,7 +618,7 @@ def _model_config(path: Path) -> Any:
         kind = "an .h5 (HDF5)" if path.suffix == ".h5" else "a .keras"
         raise ModelError(
             f"cannot load model {path.name!r}: it is not {kind} model file, or it is damaged "
-            f"({first_line(error)}). Use a .keras file saved by this tool"
+            f"({first_line(error)}). {fix}"
         ) from error
 
 

@@ -269,7 +269,7 @@ class Conversions:
                     return "converting"
                 del self._running[folder]
                 if process.returncode != 0:
-                    self._errors[folder] = _last_line(self._logs.pop(folder))
+                    self._errors[folder] = last_line(self._logs.pop(folder))
             if (folder / ONNX_FILE).is_file():
                 return "ready"
             if folder in self._errors or onnx_error(folder) is not None:
@@ -308,7 +308,7 @@ def convert_now(folder: Path, timeout: float = 300.0) -> None:
             f"checking the model took over {timeout:.0f} s; try again when the server is idle"
         ) from error
     if result.returncode not in (0, EXPORT_REFUSED):
-        raise ModelError(_last_line(result.stderr))
+        raise ModelError(last_line(result.stderr))
 
 
 def exported_model(run_id: str, runs_dir: Path, suffix: str, timeout: float = 300.0) -> bytes:
@@ -316,22 +316,24 @@ def exported_model(run_id: str, runs_dir: Path, suffix: str, timeout: float = 30
     `python -m mnist_core export` in a subprocess: TensorFlow stays out of this process."""
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / f"model{suffix}"
-        command = _python("mnist_core", "export", run_id, str(target), "--runs-dir", str(runs_dir))
+        command = python_command(
+            "mnist_core", "export", run_id, str(target), "--runs-dir", str(runs_dir)
+        )
         try:
             result = subprocess.run(**command, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as error:
             raise ModelError(f"writing the model took over {timeout:.0f} s; try again") from error
         if result.returncode != 0:
-            raise ModelError(_last_line(result.stderr))
+            raise ModelError(last_line(result.stderr))
         return target.read_bytes()
 
 
 def _converter(folder: Path) -> dict[str, Any]:
     """How to start `python -m mnist_core.onnx_export FOLDER`."""
-    return _python("mnist_core.onnx_export", str(folder))
+    return python_command("mnist_core.onnx_export", str(folder))
 
 
-def _python(module: str, *arguments: str) -> dict[str, Any]:
+def python_command(module: str, *arguments: str) -> dict[str, Any]:
     """`subprocess` arguments for `python -m module arguments...` from any working directory,
     without input and with TensorFlow's start-up chatter turned down."""
     return {
@@ -342,10 +344,13 @@ def _python(module: str, *arguments: str) -> dict[str, Any]:
     }
 
 
-def _last_line(log: IO[bytes] | bytes) -> str:
-    """The last line a conversion wrote to its error output: its one-line reason."""
+def last_line(
+    log: IO[bytes] | bytes, default: str = "the model could not be converted to ONNX"
+) -> str:
+    """The last line a subprocess wrote to its error output (a file or bytes): its one-line
+    reason; `default` when it wrote nothing."""
     if not isinstance(log, bytes):
         log.seek(0)
         log, _ = log.read(), log.close()
     lines = log.decode(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "the model could not be converted to ONNX"
+    return lines[-1].removeprefix("error: ") if lines else default

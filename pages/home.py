@@ -31,7 +31,7 @@ if run is None:
     st.info("No model yet. Train one on the Train page.")
 else:
     st.write(
-        f"**{run.model_name.upper()}** run `{run.run_id}`"
+        f"**{run.title}** run `{run.run_id}`"
         + (" (pretrained, ships with the app)" if run.bundled else "")
         + f": {run.test_accuracy:.2%} test accuracy after {run.metrics.get('epochs_run')} epochs."
     )

@@ -119,6 +119,20 @@ def downloads(run) -> None:
         f"{run.run_id}-config.json",
         "application/json",
         key="results_config",
+        disabled=run.imported is not None,
+        help=None if run.imported is None else "Imported: it has no training settings.",
+    )
+
+
+def imported_caption(imported: dict) -> str:
+    """Where an imported model came from, and how its pixel scale was decided."""
+    size = f", {imported['bytes'] / 1e6:.1f} MB" if "bytes" in imported else ""
+    digest = f", SHA-256 {imported['sha256'][:12]}…" if "sha256" in imported else ""
+    parameters = f"{imported['parameters']:,} weights; " if "parameters" in imported else ""
+    return (
+        f"Imported from `{imported['file']}`{size}{digest}: {parameters}pixel scale "
+        f"{imported.get('scale', '?')}, {imported.get('scale_note', 'not recorded')}. "
+        "Not trained here: no learning curves."
     )
 
 
@@ -147,16 +161,23 @@ metrics = run.metrics
 cells = st.columns(5)
 cells[0].metric("Test accuracy", f"{run.test_accuracy:.2%}")
 cells[1].metric("Test loss", f"{metrics['test_loss']:.4f}")
-cells[2].metric("Epochs", f"{metrics['epochs_run']} (best {metrics['best_epoch']})")
-cells[3].metric("Training time", f"{metrics['train_seconds']:.0f} s")
-status = (
-    "interrupted"
-    if run.status == "interrupted"
-    else "stopped by user"
-    if metrics["stopped"]
-    else ("early stop" if metrics["stopped_early"] else "completed")
-)
-cells[4].metric("Status", status)
+if run.imported is not None:
+    imported = run.imported
+    cells[2].metric("Input", imported["input"])
+    cells[3].metric("Output", imported["output"])
+    cells[4].metric("Pixels", imported.get("scale", "?"))
+    st.caption(imported_caption(imported))
+else:
+    cells[2].metric("Epochs", f"{metrics['epochs_run']} (best {metrics['best_epoch']})")
+    cells[3].metric("Training time", f"{metrics['train_seconds']:.0f} s")
+    status = (
+        "interrupted"
+        if run.status == "interrupted"
+        else "stopped by user"
+        if metrics["stopped"]
+        else ("early stop" if metrics["stopped_early"] else "completed")
+    )
+    cells[4].metric("Status", status)
 if run.status == "interrupted":
     st.caption(
         f"Training of this run ended abruptly (the server stopped) after epoch "

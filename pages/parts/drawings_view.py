@@ -214,7 +214,9 @@ def training_options() -> None:
     """Train page: mix your drawings into training, and start from an existing run."""
     count = len(drawing_set())
     runs = app_state.list_runs()
-    labels = {"": "new random weights", **{run.run_id: run.label for run in runs}}
+    # Ensembles and imported models have no settings of this form to fine-tune them with.
+    labels = {"": "new random weights"}
+    labels.update({run.run_id: run.label for run in runs if run.trained_here})
     start_from = train_form.key("start_from")
     if st.session_state.get(start_from) not in labels:  # deleted meanwhile
         st.session_state[start_from] = ""

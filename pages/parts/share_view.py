@@ -1,16 +1,21 @@
-"""Reproduce and share, on Results: a run as one bundle to download or import, and "Train
-again with this config", which hands the run's settings to the Train page."""
+"""Reproduce and share, on Results: a run as one bundle to download, importing a bundle or a
+Keras model file, and "Train again with this config", which hands the run's settings to the
+Train page."""
 
 import streamlit as st
 
-from mnist_core.bundles import MAX_BUNDLE_BYTES, bundle_size, export_bundle, import_bundle
+from mnist_core.bundles import MAX_BUNDLE_BYTES, bundle_size, export_bundle
 from mnist_core.config import DemoLimits
 from mnist_core.errors import MnistCoreError
+from mnist_core.import_jobs import SCALES, ImportJob
 from mnist_core.runs import RunInfo
 from pages.parts import app_state, train_form
 
 TRAIN_AGAIN = "train_again"  # session key: {"run_id", "config"} for the Train page to load
-IMPORT_OUTCOME = "results_import_outcome"  # session key: the last import's new run id or error
+IMPORT_JOB = "results_import_job"  # session key: the running `ImportJob`
+IMPORT_OUTCOME = "results_import_outcome"  # session key: the last import's summary or error
+IMPORTED_RUN = "results_imported_run"  # session key: a run to select in the picker, once
+SCALE_LABELS = {"auto": "Auto", "1": "0–1", "255": "0–255"}
 
 
 def share_run(run: RunInfo) -> None:
@@ -33,45 +38,121 @@ def share_run(run: RunInfo) -> None:
     if right.button(
         "Train again with this config",
         key="results_train_again",
-        help="Opens Train with every setting, seed included, as this run had them.",
+        disabled=run.imported is not None,
+        help="Opens Train with every setting, seed included, as this run had them."
+        if run.imported is None
+        else "An imported model was not trained here: it has no training settings to load.",
     ):
         st.session_state[TRAIN_AGAIN] = {"run_id": run.run_id, "config": run.config}
         st.switch_page(app_state.page_path("train"))
 
 
 def import_panel() -> None:
-    """An uploader for run bundles; an imported run becomes the selected run.
+    """Import a Keras model file or a run bundle; the imported run becomes the selected run.
 
-    Call before the run picker is created: the import sets its value.
+    The import runs in a subprocess (`ImportJob`: TensorFlow loads and scores the model there)
+    and this panel polls it. Call before the run picker is created: a finished import sets it.
     """
-    with st.expander("Import a run bundle"):
+    selected = st.session_state.pop(IMPORTED_RUN, None)
+    if selected is not None:
+        st.session_state["results_run"] = selected
+    busy = st.session_state.get(IMPORT_JOB) is not None
+    outcome = st.session_state.get(IMPORT_OUTCOME)
+    with st.expander("Import a model or run bundle", expanded=busy or outcome is not None):
+        st.caption(
+            "A Keras model of MNIST digits saved with `model.save(...)` (.keras or .h5: "
+            "inputs (28, 28), (28, 28, 1) or (784,), outputs 10 probabilities or logits) is "
+            "scored on MNIST's test set and added as a run; a run bundle (.zip) exported from "
+            "Results is added as it was. Models are loaded in Keras' safe mode, never as code."
+        )
+        left, right = st.columns(2)
+        left.radio(
+            "Pixels the model was trained on",
+            SCALES,
+            format_func=SCALE_LABELS.get,
+            key="results_import_scale",
+            horizontal=True,
+            disabled=busy,
+            help="Auto tells it from the model (a Rescaling layer) or from 1,000 training "
+            "digits, and takes 0–1 when it cannot. Model files only.",
+        )
+        right.text_input(
+            "Name (optional)",
+            key="results_import_name",
+            max_chars=60,
+            disabled=busy,
+            placeholder="the file's name",
+            help="How the imported model is listed. Model files only.",
+        )
         st.file_uploader(
-            "A run bundle (.zip) exported from Results or with `python -m mnist_core export`",
-            type=["zip"],
+            "Model (.keras, .h5) or run bundle (.zip)",
+            type=["keras", "h5", "zip"],
             key="results_import",
             on_change=import_upload,
-            help="Checked before it is added: its model is loaded in safe mode, never as code. "
-            "Bundles above this server's upload limit import with `python -m mnist_core import`.",
+            disabled=busy,
+            help="Files above this server's upload limit import with "
+            "`python -m mnist_core import FILE`.",
         )
-    outcome = st.session_state.pop(IMPORT_OUTCOME, None)
-    if isinstance(outcome, MnistCoreError):
-        app_state.show_error(outcome)
-    elif outcome is not None:
-        st.success(f"Imported the bundle as run `{outcome}`; it is selected below.")
+        if busy:
+            st.fragment(run_every=1.0)(import_progress)()
+        outcome = st.session_state.pop(IMPORT_OUTCOME, None)
+        if isinstance(outcome, MnistCoreError):
+            app_state.show_error(outcome)
+        elif outcome is not None:
+            st.success(imported_text(outcome), icon=":material/check_circle:")
+
+
+def import_progress() -> None:
+    """The running import's progress (a fragment polling it each second); when it ends, the
+    whole page again, which shows the outcome."""
+    job = st.session_state[IMPORT_JOB]
+    try:
+        summary = job.result()
+    except MnistCoreError as error:
+        summary = error
+    if summary is None:
+        st.info(
+            f"Importing {job.file_name}: loading it safely and scoring it on MNIST's test "
+            f"digits… {job.seconds:.0f} s",
+            icon=":material/hourglass_top:",
+        )
+        if st.button("Cancel import", key="results_import_cancel"):
+            job.cancel()
+            del st.session_state[IMPORT_JOB]
+            st.rerun()
+        return
+    del st.session_state[IMPORT_JOB]
+    st.session_state[IMPORT_OUTCOME] = summary
+    if isinstance(summary, dict):
+        st.session_state[IMPORTED_RUN] = summary["run_id"]
+    st.rerun()  # the whole page: the new run in the picker, the uploader enabled again
+
+
+def imported_text(summary: dict) -> str:
+    """What an import's summary says, in a sentence."""
+    if "input" not in summary:  # a run bundle
+        return f"Imported the bundle as run `{summary['run_id']}`; it is selected below."
+    return (
+        f"Imported {summary['name']} as run `{summary['run_id']}`: "
+        f"{summary['test_accuracy']:.2%} on MNIST's test set. It reads "
+        f"{summary['input']} inputs with pixels in {summary['scale']} and gives "
+        f"{summary['output']}; it is selected below."
+    )
 
 
 def import_upload() -> None:
-    """Import the bundle just uploaded (a callback: once per upload, not on every rerun)."""
+    """Start importing the file just uploaded (a callback: once per upload, not every rerun)."""
     upload = st.session_state.get("results_import")
-    if upload is None:
+    if upload is None or st.session_state.get(IMPORT_JOB) is not None:
         return
-    try:
-        run_id = import_bundle(app_state.run_store(), upload.getvalue())
-    except MnistCoreError as error:
-        st.session_state[IMPORT_OUTCOME] = error
-        return
-    st.session_state[IMPORT_OUTCOME] = run_id
-    st.session_state["results_run"] = run_id
+    st.session_state.pop(IMPORT_OUTCOME, None)
+    st.session_state[IMPORT_JOB] = ImportJob(
+        upload.getvalue(),
+        upload.name,
+        app_state.run_store().root,
+        name=st.session_state.get("results_import_name", ""),
+        scale=st.session_state.get("results_import_scale", "auto"),
+    )
 
 
 def load_train_again(limits: DemoLimits) -> None:

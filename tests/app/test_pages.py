@@ -83,6 +83,19 @@ def wait_for_success(at: AppTest, timeout: float = 180) -> None:
         at.run()
 
 
+def wait_for_import(at: AppTest, timeout: float = 180) -> None:
+    """Rerun Results until the import started by an upload (a subprocess) has ended."""
+    from pages.parts.share_view import IMPORT_JOB
+
+    deadline = time.monotonic() + timeout
+    while IMPORT_JOB in at.session_state:
+        assert not at.exception
+        assert time.monotonic() < deadline, "the import did not end"
+        assert any(i.value.startswith("Importing ") for i in at.info)
+        time.sleep(0.5)
+        at.run()
+
+
 def plotly_array(value: object) -> np.ndarray:
     """An array from a plotly figure's JSON, which may hold it base64-encoded."""
     if isinstance(value, dict) and "bdata" in value:
@@ -788,6 +801,7 @@ def test_results_imports_a_bundle_and_refuses_garbage(trained_runs: Path, own_ru
 
     uploader = at.file_uploader(key="results_import")
     uploader.upload("shared.zip", export_bundle(RunStore(trained_runs), source.run_id)).run()
+    wait_for_import(at)
 
     assert not at.exception
     (imported,) = RunStore(own_runs).list()
@@ -803,6 +817,7 @@ def test_results_imports_a_bundle_and_refuses_garbage(trained_runs: Path, own_ru
     assert len(RunStore(own_runs).list()) == 1
 
     at.file_uploader(key="results_import").upload("garbage.zip", b"garbage").run()
+    wait_for_import(at)
 
     assert not at.exception
     assert [e.value for e in at.error] == [
@@ -813,6 +828,69 @@ def test_results_imports_a_bundle_and_refuses_garbage(trained_runs: Path, own_ru
     assert {m.label: m.value for m in at.metric}["Test accuracy"] == shown["Test accuracy"]
     assert [run.run_id for run in RunStore(own_runs).list()] == [imported.run_id]
     assert [path.name for path in run_folders(own_runs)] == [imported.run_id]
+
+
+def test_results_imports_a_keras_model_file_and_refuses_another_kind(
+    own_runs: Path, mnist, tmp_path: Path, keras_seed
+) -> None:
+    import keras
+
+    from mnist_core.runs import RunStore
+    from tests.keras_models import original_recipe
+
+    model = original_recipe()  # saved as the original script saved it
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(mnist.x_train[:3000] / 255.0, mnist.y_train[:3000], epochs=1, verbose=0)
+    _, accuracy = model.evaluate(mnist.x_test / 255.0, mnist.y_test, verbose=0)
+    model.save(tmp_path / "mnist_model.h5")
+    at = page("results").run()
+
+    at.text_input(key="results_import_name").input("The original script").run()
+    at.file_uploader(key="results_import").upload(
+        "mnist_model.h5", (tmp_path / "mnist_model.h5").read_bytes()
+    ).run()
+    wait_for_import(at)
+
+    assert not at.exception
+    imported = next(run for run in RunStore(own_runs).list() if run.imported is not None)
+    assert abs(imported.test_accuracy - accuracy) <= 0.001
+    assert [s.value for s in at.success] == [
+        f"Imported The original script as run `{imported.run_id}`: "
+        f"{imported.test_accuracy:.2%} on MNIST's test set. It reads (28, 28) inputs with "
+        "pixels in [0, 1] and gives probabilities; it is selected below."
+    ]
+    picker = at.selectbox(key="results_run")
+    assert picker.value == imported.run_id
+    assert picker.format_func(picker.value) == (
+        f"{imported.run_id} · imported The original script · {imported.test_accuracy:.2%}"
+    )
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["Input"], shown["Output"], shown["Pixels"]) == (
+        "(28, 28)",
+        "probabilities",
+        "[0, 1]",
+    )
+    assert any(c.value.startswith("Imported from `mnist_model.h5`, ") for c in at.caption)
+    assert at.button(key="results_train_again").disabled
+    assert at.download_button(key="results_config").disabled
+
+    cifar = keras.Sequential(
+        [keras.Input((32, 32, 3)), keras.layers.Flatten(), keras.layers.Dense(10)]
+    )
+    cifar.save(tmp_path / "cifar.keras")
+    at.file_uploader(key="results_import").upload(
+        "cifar.keras", (tmp_path / "cifar.keras").read_bytes()
+    ).run()
+    wait_for_import(at)
+
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "model 'cifar.keras' reads inputs of shape (32, 32, 3), not MNIST digits (28×28 grey: "
+        "(28, 28), (28, 28, 1) or (784,)). Import a Keras model of MNIST digits saved with "
+        "model.save('model.keras') (or .h5) that uses Keras' own layers only"
+    ]
+    assert at.selectbox(key="results_run").value == imported.run_id
+    assert len(RunStore(own_runs).list()) == 2
 
 
 @pytest.mark.parametrize("epochs_cap", [None, "5"], ids=["no-caps", "epochs-capped"])
