@@ -1,0 +1,95 @@
+"""Tests for mnist_core.tensorboard_logs: the event files that training writes as each epoch
+ends, and that a history is turned into, read back the way TensorBoard's scalar dashboard
+reads them (`tensorboard --logdir runs/`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorboard import context
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+from mnist_core.data import MnistData
+from mnist_core.jobs import ProgressEvent
+from mnist_core.tensorboard_logs import SCALAR_METADATA, write_history
+from mnist_core.train import train
+
+pytestmark = pytest.mark.usefixtures("keras_seed")
+
+# Event files hold float32, which keeps 24 significant bits: rounding a history value (a float)
+# to it moves it by at most 2**-24 of itself.
+FLOAT32_ROUNDING = 2.0**-24
+
+Scalars = dict[str, dict[str, list[tuple[int, float]]]]  # run -> tag -> (step, value) pairs
+
+
+def read_scalars(log_root: Path) -> Scalars:
+    """Every scalar under `log_root`, as `tensorboard --logdir log_root` shows it: TensorBoard's
+    own loader and the data provider its scalar dashboard asks, by run (a folder's path
+    relative to `log_root`) and tag."""
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(log_root))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(log_root))
+    found = provider.read_scalars(
+        context.RequestContext(), experiment_id="", plugin_name="scalars", downsample=1000
+    )
+    return {
+        run: {tag: [(datum.step, datum.value) for datum in data] for tag, data in tags.items()}
+        for run, tags in found.items()
+    }
+
+
+def expected_scalars(history: dict[str, list[float]]) -> Scalars:
+    """What `history` must read as in TensorBoard: Keras' layout and tags, epochs from 1,
+    values within float32's rounding."""
+    runs: Scalars = {}
+    for name, values in history.items():
+        if not values:
+            continue
+        run = "validation" if name.startswith("val_") else "train"
+        points = [
+            (epoch, pytest.approx(value, rel=FLOAT32_ROUNDING))
+            for epoch, value in enumerate(values, start=1)
+        ]
+        runs.setdefault(run, {})[f"epoch_{name.removeprefix('val_')}"] = points
+    return runs
+
+
+def test_metadata_is_what_tensorboards_scalar_summary_writes() -> None:
+    theirs = scalar_metadata.create_summary_metadata(display_name="", description="")
+    assert SCALAR_METADATA.SerializeToString() == theirs.SerializeToString()
+
+
+def test_each_epoch_is_in_the_event_files_as_soon_as_it_ends(
+    digits: MnistData, small_config, tmp_path: Path
+) -> None:
+    log_dir = tmp_path / "logs"
+    seen_at_epoch_end: list[Scalars] = []
+
+    def on_progress(event: ProgressEvent) -> None:
+        if event.epoch_end:  # what TensorBoard shows while the training goes on
+            seen_at_epoch_end.append(read_scalars(log_dir))
+
+    result = train(small_config, digits, on_progress=on_progress, log_dir=log_dir)
+
+    assert len(result.history["loss"]) == 3
+    assert read_scalars(log_dir) == expected_scalars(result.history)
+    for epoch, seen in enumerate(seen_at_epoch_end, start=1):
+        so_far = {name: values[:epoch] for name, values in result.history.items()}
+        assert seen == expected_scalars(so_far)
+    assert len(seen_at_epoch_end) == 3
+
+
+def test_a_history_without_validation_has_no_validation_folder(tmp_path: Path) -> None:
+    history = {"loss": [0.5, 0.25], "accuracy": [0.75, 0.875], "val_loss": [], "val_accuracy": []}
+
+    assert write_history(tmp_path, history) == 2
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["train"]
+    # These values are exact in float32.
+    assert read_scalars(tmp_path) == {
+        "train": {"epoch_loss": [(1, 0.5), (2, 0.25)], "epoch_accuracy": [(1, 0.75), (2, 0.875)]}
+    }
