@@ -251,6 +251,7 @@ def _train(args: argparse.Namespace) -> int:
         on_progress=_ProgressBar(sys.stderr),
         on_checkpoint=recorder.checkpoint,
         initial_weights=initial_weights,
+        log_dir=recorder.reserve_logs(config.architecture),
     )
     run_id = recorder.finish(result)
     run = store.get(run_id)

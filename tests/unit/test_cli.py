@@ -81,6 +81,7 @@ def test_train_prints_a_json_summary_and_writes_a_report_and_h5(
     assert summary["train_seconds"] >= 0
     assert run.config.hidden_units == (32,) and run.config.learning_rate == 0.01
     assert run.config.epochs == 2 and run.config.batch_size == 32
+    assert sorted(path.name for path in run.log_dir.iterdir()) == ["train", "validation"]
     # A readable table comes first, the JSON line last.
     assert out.splitlines()[0].split() == ["run_id", summary["run_id"]]
     assert f"Training mlp on {data_file}" in err
