@@ -18,12 +18,16 @@ never does.
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
+
+from mnist_core.runs import RunInfo
 
 TRAIN_LOGS = "train"  # loss, accuracy
 VALIDATION_LOGS = "validation"  # val_loss, val_accuracy, under the same tags as training's
@@ -87,4 +91,21 @@ def write_history(log_dir: str | os.PathLike[str], history: Mapping[str, Sequenc
             log.write(index + 1, scores)
     finally:
         log.close()
+    return epochs
+
+
+def write_run_logs(run: RunInfo) -> int:
+    """Give a saved run that has no event files (saved before runs had them, or imported from
+    a bundle) the ones its history.json describes; the number of epochs written.
+
+    They are written under a hidden name in the run store (removed an hour later if this
+    process is killed, like any leftover) and renamed into the run's folder when complete.
+    """
+    temp = run.path.parent / f".tmp-logs-{run.run_id}-{secrets.token_hex(4)}"
+    try:
+        epochs = write_history(temp, run.history)
+        if epochs:
+            os.rename(temp, run.log_dir)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
     return epochs

@@ -1,6 +1,7 @@
 """Tests for mnist_core.tensorboard_logs: the event files that training writes as each epoch
-ends, also through a run's checkpoints and final save, and that a history is turned into, read
-back the way TensorBoard's scalar dashboard reads them (`tensorboard --logdir runs/`)."""
+ends, also through a run's checkpoints and final save, and those a saved run's history.json is
+turned into, read back the way TensorBoard's scalar dashboard reads them (`tensorboard
+--logdir runs/`)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from mnist_core.data import MnistData
 from mnist_core.jobs import ProgressEvent
 from mnist_core.runs import RunRecorder, RunStore
-from mnist_core.tensorboard_logs import SCALAR_METADATA, write_history
+from mnist_core.tensorboard_logs import SCALAR_METADATA, write_history, write_run_logs
 from mnist_core.train import TrainResult, train
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
@@ -178,3 +179,16 @@ def test_a_history_without_validation_has_no_validation_folder(tmp_path: Path) -
     assert read_scalars(tmp_path) == {
         "train": {"epoch_loss": [(1, 0.5), (2, 0.25)], "epoch_accuracy": [(1, 0.75), (2, 0.875)]}
     }
+
+
+def test_a_saved_run_without_event_files_gets_them_from_its_history(
+    runs_dir: Path, trained: TrainResult
+) -> None:
+    store = RunStore(runs_dir)
+    run = store.get(store.save(trained))  # saved without a training: no event files
+    assert not run.log_dir.exists()
+
+    assert write_run_logs(run) == trained.epochs_run == 3
+
+    assert read_scalars(runs_dir) == expected_scalars(trained.history, prefix=f"{run.run_id}/logs/")
+    assert sorted(path.name for path in runs_dir.iterdir()) == [run.run_id]  # no leftovers
