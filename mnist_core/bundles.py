@@ -2,7 +2,9 @@
 
 A bundle holds the run's `model.keras`, `config.json`, `history.json`, `metrics.json`, its
 `test_probabilities.npy` when it has one, and a manifest `bundle.json` (format, version, the
-run's id, when the bundle was made).
+run's id, when the bundle was made). Its TensorBoard event files stay behind: they hold nothing
+that history.json does not, and `python -m mnist_core logs` writes them from it where the run
+is imported.
 
 `import_bundle` treats every bundle as hostile: the upload's size, the archive's directory
 (number of files, their names, sizes and compression ratios: no paths, links or zip bombs),

@@ -1,5 +1,5 @@
 """The command line: `python -m mnist_core
-train|sweep|evaluate|predict|runs|export|ensemble|import`.
+train|sweep|evaluate|predict|runs|export|ensemble|import|logs`.
 
 Exit codes: 0 success; 2 bad arguments or invalid settings; 1 a data, model or image problem,
 reported in one line. With `--json` the last line of stdout is one JSON object.
@@ -164,6 +164,15 @@ def _parser() -> argparse.ArgumentParser:
     _add_runs_dir(import_)
     import_.add_argument("--json", action="store_true")
     import_.set_defaults(handler=_import)
+
+    logs = commands.add_parser(
+        "logs",
+        help="write TensorBoard event files from history.json for runs that have none (saved "
+        "before runs had them, or imported)",
+    )
+    logs.add_argument("runs", nargs="*", metavar="RUN", help="run ids (default: every run)")
+    _add_runs_dir(logs)
+    logs.set_defaults(handler=_logs)
     return parser
 
 
@@ -269,6 +278,7 @@ def _train(args: argparse.Namespace) -> int:
         on_progress=_ProgressBar(sys.stderr),
         on_checkpoint=recorder.checkpoint,
         initial_weights=initial_weights,
+        log_dir=recorder.reserve_logs(config.architecture),
     )
     run_id = recorder.finish(result)
     run = store.get(run_id)
@@ -755,6 +765,22 @@ def _import(args: argparse.Namespace) -> int:
     summary["test_accuracy"] = run.test_accuracy
     summary["model_path"] = str(run.model_path)
     _print_summary(summary, args.json)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from mnist_core.runs import RunStore
+    from mnist_core.tensorboard_logs import write_run_logs
+
+    store = RunStore(args.runs_dir)
+    runs = [store.get(run_id) for run_id in args.runs] if args.runs else store.list()
+    for run in runs:
+        if run.log_dir.exists():
+            print(f"{run.run_id}: has its event files")
+            continue
+        epochs = write_run_logs(run)
+        print(f"{run.run_id}: " + (f"wrote {epochs} epochs" if epochs else "no epochs to write"))
+    print(f"See them with: tensorboard --logdir {store.root}", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,8 @@ Keras model that averages their probabilities, and with `tta` each member's over
 input moved by `serving.TTA_SHIFTS`, built from Keras' own padding and cropping layers. The
 ensemble is then an ordinary run: one `model.keras` (every member's weights inside it), its ONNX
 file, scores on the test set, and `metrics["ensemble"]` listing its members (their ids,
-settings and scores), so it stays whole when a member run is deleted.
+settings and scores), so it stays whole when a member run is deleted. It trains nothing, so
+it has no epochs and no TensorBoard event files; its members have theirs.
 
 The ensemble's validation accuracy is measured on the members' shared validation split: members
 must have held out the same digits (`validation_split`) from the same data.
@@ -176,6 +177,7 @@ def train_ensemble(
             on_progress=on_progress,
             on_checkpoint=recorder.checkpoint,
             initial_weights=initial_weights,
+            log_dir=recorder.reserve_logs(member.architecture),
         )
         members.append(recorder.finish(result))
         if on_member is not None:

@@ -11,6 +11,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnist_core.config import TrainConfig
@@ -54,7 +55,8 @@ class TrainingJob:
     after training, e.g. to save the run; its return value is kept as `outcome`.
     `on_checkpoint(result)` is passed to `train` (see there) and `on_failure()` runs when
     training or `on_done` fails: together they let a `runs.RunRecorder` keep the best model
-    of a run that never finishes.
+    of a run that never finishes. `reserve_logs(architecture)` gives `train` its `log_dir`,
+    where the epochs go as TensorBoard event files (`RunRecorder.reserve_logs`).
     """
 
     config: TrainConfig
@@ -62,6 +64,7 @@ class TrainingJob:
     on_done: Callable[[TrainResult], Any] | None = None
     on_checkpoint: Callable[[TrainResult], None] | None = None
     on_failure: Callable[[], None] | None = None
+    reserve_logs: Callable[[str], Path] | None = None
     store: Any = None  # the `RunStore` of runs to fine-tune (`config.start_from`)
     drawings: Any = None  # the `DrawingSet` to mix in (`config.drawings`)
     state: str = "starting"  # starting -> running -> finished | stopped | failed
@@ -121,6 +124,10 @@ class TrainingJob:
             from mnist_core.train import prepare, train
 
             data, initial_weights = prepare(self.config, data, self.store, self.drawings)
+            # Here, not by the caller: a run store it cannot write to fails this job, with
+            # the reason, like a failed save.
+            architecture = self.config.architecture
+            log_dir = self.reserve_logs(architecture) if self.reserve_logs is not None else None
             result = train(
                 self.config,
                 data,
@@ -128,6 +135,7 @@ class TrainingJob:
                 self._stop.is_set,
                 on_checkpoint=self.on_checkpoint,
                 initial_weights=initial_weights,
+                log_dir=log_dir,
             )
             outcome = self.on_done(result) if self.on_done is not None else None
             with self._lock:

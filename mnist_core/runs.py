@@ -1,14 +1,17 @@
 """The run store: trained runs on disk, saved atomically, listed, loaded and deleted.
 
 Layout: one folder per run under the store's root (`MNIST_RUNS_DIR`, default `runs/`):
-`config.json`, `history.json`, `metrics.json` and `model.keras`. A run is written under a
-hidden temporary name (`.tmp-*`) and renamed into place when complete, so a crash mid-save never
-leaves a run that lists but cannot load, and two processes saving at once never collide. What a
-killed process leaves behind is never listed, and removed an hour later (`RunStore.clean`).
+`config.json`, `history.json`, `metrics.json` and `model.keras`, and `logs/`, its epochs as
+TensorBoard event files (`tensorboard_logs`). A run is written under a hidden temporary name
+(`.tmp-*`) and renamed into place when complete, so a crash mid-save never leaves a run that
+lists but cannot load, and two processes saving at once never collide. What a killed process
+leaves behind is never listed, and removed an hour later (`RunStore.clean`).
 
 While a run trains, `RunRecorder` saves checkpoints of its best model under the run's id with
 the status "interrupted" and the training process's id: hidden from listings while that process
 lives, listed (and loadable) if it was killed. The final save replaces the checkpoint.
+Training writes the run's event files as each epoch ends, in a folder reserved under the run's
+id before its first save; each save of the run keeps them (`RunStore.reserve`).
 
 Models are loaded in Keras safe mode, after checking that their architecture holds no Python
 code (Lambda layers, classes from outside Keras): a model file can never run code here.
@@ -20,6 +23,7 @@ import io
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import time
@@ -39,6 +43,9 @@ from mnist_core.serving import ONNX_FILE
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
 PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results need no model
 REPLAY_FILE = "replay.npz"  # the replay panel's test indices and answers after each epoch
+LOGS_DIR = "logs"  # the run's epochs as TensorBoard event files, written while it trains
+# A packed run's files: the run folder's own, and its event files' (`logs/train/events...`).
+_PACKED_NAME = re.compile(rf"(?:{LOGS_DIR}/[^./\\][^/\\]*/)?[^./\\][^/\\]*")
 # The small pretrained run shipped with the package, so the app can predict before any training.
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _TEMP_PREFIX = ".tmp-"
@@ -64,6 +71,12 @@ class RunInfo:
     @property
     def model_path(self) -> Path:
         return self.path / "model.keras"
+
+    @property
+    def log_dir(self) -> Path:
+        """Its TensorBoard event files (`logs/train`, `logs/validation`); runs saved before
+        they were written, imported runs and ensembles have none."""
+        return self.path / LOGS_DIR
 
     @property
     def onnx_path(self) -> Path:
@@ -208,8 +221,9 @@ class RunStore:
         """Save a `train.TrainResult` and return its run id.
 
         A new run, or with `run_id` a replacement of that run (a checkpoint being updated or
-        finished). `checkpoint=True` saves it as "interrupted", owned by this process (see
-        `RunRecorder`). The data's source and fingerprint default to the result's.
+        finished, or the folder `reserve` made for it). `checkpoint=True` saves it as
+        "interrupted", owned by this process (see `RunRecorder`). The data's source and
+        fingerprint default to the result's.
         """
         config: TrainConfig = result.config
 
@@ -266,6 +280,24 @@ class RunStore:
 
         kind = getattr(result, "kind", "") or config.architecture
         return self.add(write, kind, replacing=run_id)
+
+    def reserve(self, architecture: str) -> str:
+        """A new run id whose folder is made now, for the files a training writes before its
+        run is first saved: its event files (`RunRecorder.reserve_logs`).
+
+        `save(result, run_id=...)` later puts the run in it, keeping its `logs/`. Until then it
+        is not listed; if nothing is saved in it because its process was killed, `clean`
+        removes it once its files are an hour old.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        for _ in range(10):
+            run_id = _new_run_id(architecture)
+            try:
+                (self.root / run_id).mkdir()
+                return run_id
+            except FileExistsError:  # another process drew the same id
+                continue
+        raise ModelError(f"cannot find a free run id in {self.root}; try again")
 
     def _move_into_place(self, temp: Path, run_id: str, architecture: str) -> str:
         """Rename the complete `temp` folder to its run id; a new id if that one is taken."""
@@ -325,6 +357,11 @@ class RunStore:
             os.rename(path, aside)
         except FileNotFoundError:
             aside = None  # deleted meanwhile: the new version simply takes its place
+        if aside is not None and (aside / LOGS_DIR).is_dir():
+            # The event files that training writes as it goes stay with the run: back at the
+            # same path once `temp` is in place, where their writer finds them again (it
+            # checks its file's path before each write).
+            os.rename(aside / LOGS_DIR, temp / LOGS_DIR)
         os.rename(temp, path)
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
@@ -374,13 +411,19 @@ class RunStore:
         return tuple(sorted(entries))
 
     def clean(self, max_age: float = STALE_TEMP_SECONDS) -> list[str]:
-        """Remove the `.tmp-*` leftovers of killed saves and deletions older than `max_age`
+        """Remove the `.tmp-*` leftovers of killed saves and deletions, and the folders
+        `reserve` made for trainings killed before their first save, older than `max_age`
         seconds (by modification time); return their names.
 
-        A save in progress keeps its temporary folder fresh, so it is never touched.
+        A save in progress keeps its temporary folder fresh, and a training its event files,
+        so neither is ever touched.
         """
         try:
-            entries = [path for path in self.root.iterdir() if path.name.startswith(_TEMP_PREFIX)]
+            entries = [
+                path
+                for path in self.root.iterdir()
+                if path.name.startswith(_TEMP_PREFIX) or _unsaved_reservation(path)
+            ]
         except OSError:  # no store yet, or not readable: nothing to clean
             return []
         removed = []
@@ -389,7 +432,7 @@ class RunStore:
             if path.name.startswith(_REPLACED) and self._put_back(path):
                 continue
             try:
-                if now - path.lstat().st_mtime < max_age:
+                if now - _last_change(path) < max_age:
                     continue
                 if path.is_dir() and not path.is_symlink():
                     shutil.rmtree(path)
@@ -458,7 +501,7 @@ class RunStore:
         try:
             with zipfile.ZipFile(io.BytesIO(packed)) as archive:
                 names = archive.namelist()
-                unsafe = [n for n in names if "/" in n or "\\" in n or n.startswith(".")]
+                unsafe = [n for n in names if not _PACKED_NAME.fullmatch(n)]
                 missing = [n for n in RUN_FILES if n not in names]
                 if unsafe or missing:
                     raise ModelError(
@@ -469,6 +512,7 @@ class RunStore:
 
                 def write(folder: Path) -> None:
                     for name in names:
+                        (folder / name).parent.mkdir(parents=True, exist_ok=True)
                         (folder / name).write_bytes(archive.read(name))
                     self._read(folder)  # complete and readable, or nothing is saved
 
@@ -503,27 +547,39 @@ class RunStore:
 
 
 class RunRecorder:
-    """Saves one training run under one id: checkpoints while it trains, then the result.
+    """Saves one training run under one id: its event files and checkpoints while it trains,
+    then the result.
 
-    Pass `checkpoint` as `train(on_checkpoint=...)`, `finish` to save the final result (it
-    replaces the checkpoint) and `abandon` when training fails, which leaves the last
-    checkpoint listed as an interrupted run.
+    Pass `reserve_logs(...)` as `train(log_dir=...)`, `checkpoint` as
+    `train(on_checkpoint=...)`, `finish` to save the final result (it replaces the checkpoint)
+    and `abandon` when training fails, which leaves the last checkpoint listed as an
+    interrupted run.
     """
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
-        self.run_id: str | None = None
+        self.run_id: str | None = None  # once a checkpoint or the result is saved
+        self._reserved: str | None = None  # the id `reserve_logs` took for the run
+
+    def reserve_logs(self, architecture: str) -> Path:
+        """Reserve the run's id and folder now (`RunStore.reserve`); its `logs/` folder, where
+        training writes the run's event files from the first epoch on."""
+        self._reserved = self.store.reserve(architecture)
+        return self.store.root / self._reserved / LOGS_DIR
 
     def checkpoint(self, result: Any) -> None:
-        self.run_id = self.store.save(result, run_id=self.run_id, checkpoint=True)
+        self.run_id = self.store.save(result, run_id=self.run_id or self._reserved, checkpoint=True)
 
     def finish(self, result: Any) -> str:
-        self.run_id = self.store.save(result, run_id=self.run_id)
+        self.run_id = self.store.save(result, run_id=self.run_id or self._reserved)
         return self.run_id
 
     def abandon(self) -> None:
-        """Release the checkpoint (if any) from this process: it lists as "interrupted"."""
+        """Release the checkpoint (if any) from this process: it lists as "interrupted". A
+        training that failed before its first save leaves nothing, not even event files."""
         if self.run_id is None:
+            if self._reserved is not None:
+                shutil.rmtree(self.store.root / self._reserved, ignore_errors=True)
             return
         path = self.store.root / self.run_id
         try:
@@ -658,13 +714,35 @@ def _without_optimizer(model: Any) -> Any:
 
 
 def pack_run(path: str | os.PathLike[str]) -> bytes:
-    """The files of the run folder at `path` as zip bytes, for `RunStore.add_packed`."""
+    """The files of the run folder at `path`, its event files included, as zip bytes for
+    `RunStore.add_packed`."""
+    folder = Path(path)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:  # the files are compact
-        for file in sorted(Path(path).iterdir()):
-            if file.is_file() and not file.name.startswith("."):
-                archive.write(file, file.name)
+        for file in sorted([*folder.iterdir(), *folder.glob(f"{LOGS_DIR}/*/*")]):
+            name = file.relative_to(folder).as_posix()
+            if file.is_file() and _PACKED_NAME.fullmatch(name):
+                archive.write(file, name)
     return buffer.getvalue()
+
+
+def _unsaved_reservation(path: Path) -> bool:
+    """Whether `path` is a folder `RunStore.reserve` made that no save has filled: a run's
+    name, and nothing in it but event files."""
+    if not RUN_ID.match(path.name) or path.is_symlink() or not path.is_dir():
+        return False
+    try:
+        return {child.name for child in path.iterdir()} <= {LOGS_DIR}
+    except OSError:  # removed meanwhile
+        return False
+
+
+def _last_change(path: Path) -> float:
+    """When `path` was last modified: for a reserved run folder, its newest file (a training
+    appends to its event files without touching the folders)."""
+    if path.name.startswith(_TEMP_PREFIX):
+        return path.lstat().st_mtime
+    return max(item.lstat().st_mtime for item in (path, *path.rglob("*")))
 
 
 def _new_run_id(architecture: str) -> str:

@@ -16,12 +16,15 @@ validation of the partial epoch, which would delay the stop and measure nothing 
 saved (see `runs.RunRecorder`).
 
 Every epoch also records the model's answers on a fixed panel of test digits (`replay_panel`),
-so a user can replay how its predictions changed while it learned.
+so a user can replay how its predictions changed while it learned, and, given a `log_dir`,
+adds its scores to TensorBoard event files there as it ends (`tensorboard_logs`), as Keras'
+`TensorBoard` callback would.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +42,7 @@ from mnist_core.errors import ConfigError
 from mnist_core.evaluate import Evaluation, evaluate
 from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
 from mnist_core.models import build_model
+from mnist_core.tensorboard_logs import EpochLog
 
 
 @dataclass
@@ -94,6 +98,7 @@ def train(
     on_checkpoint: CheckpointHook | None = None,
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
     initial_weights: list[np.ndarray] | None = None,
+    log_dir: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train a model for `config` on `data` and evaluate it on the test set.
 
@@ -105,6 +110,8 @@ def train(
     evaluated on the test set; the model is the live one, so save it before returning.
     `initial_weights` (a model's `get_weights()`, same architecture) fine-tunes that model
     instead of starting from random weights; see `prepare` for where they come from.
+    `log_dir` gets each finished epoch's history values as TensorBoard event files
+    (`train/`, `validation/`), written as the epoch ends, before its checkpoint.
     The same config and seed on the same machine give the same history.
     """
     keras.utils.set_random_seed(config.seed)
@@ -127,6 +134,7 @@ def train(
     if initial_weights is not None:
         _set_initial_weights(model, initial_weights, config)
     monitor = _TrainingMonitor(model, config, batches, on_progress, should_stop)
+    monitor.log = EpochLog(log_dir) if log_dir is not None else None
     statistics = NormalisationStatistics(model)  # after the initial weights: its start
     panel = replay_panel(data.y_test)
     monitor.replay_images = data.x_test[panel].astype(np.float32) / PIXEL_MAX
@@ -156,6 +164,9 @@ def train(
         _fit(model, train_set, validation, monitor, statistics)
     except _StopRequested:
         pass
+    finally:
+        if monitor.log is not None:
+            monitor.log.close()
     statistics.unbias()  # for a stop within the first epoch; else the snapshot below has it
     monitor.restore_best_weights()
     return result(time.perf_counter() - start)
@@ -372,6 +383,7 @@ class _TrainingMonitor:
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self.replay_images: np.ndarray | None = None  # (P, 28, 28) float32 panel
         self.replay: list[np.ndarray] = []  # (P, 10) answers after each finished epoch
+        self.log: EpochLog | None = None  # TensorBoard event files of the finished epochs
         self.stopped = False
         self.stopped_early = False
         self.stop_training = False  # early stopping ends training after this epoch
@@ -413,9 +425,11 @@ class _TrainingMonitor:
             raise _StopRequested
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        for key in HISTORY_KEYS:
-            if key in logs:
-                self.history[key].append(float(logs[key]))
+        scores = {key: float(logs[key]) for key in HISTORY_KEYS if key in logs}
+        for key, value in scores.items():
+            self.history[key].append(value)
+        if self.log is not None:  # before the checkpoint below, whose save keeps the files
+            self.log.write(self._epoch, scores)
         self._epoch_seconds.append(time.perf_counter() - self._epoch_start)
         if self.replay_images is not None and len(self.replay_images):
             # A few milliseconds: one forward pass of 30 digits.

@@ -3,7 +3,8 @@
 It trains the job's config in this process, writes the job's state (progress, per-epoch
 history) a few times a second, stops within about a second once a `stop` file appears in the
 folder, saves the run under `$MNIST_RUNS_DIR` (with checkpoints at each better epoch, so a
-worker that is killed leaves an interrupted run) and writes the final state.
+worker that is killed leaves an interrupted run, and its epochs as TensorBoard event files as
+they end) and writes the final state.
 
 `follow` is the part both backends share: the Ray backend (`ray_jobs`) reports the same states
 to its queue instead of a folder.
@@ -55,8 +56,9 @@ def follow(
     """Train `config` in this process and `report` its state whenever it changes (at most
     every `WRITE_INTERVAL_S`), stopping once `stop_asked()`; the final state.
 
-    The run is saved in `store` (`runs.RunStore`), with checkpoints at each better epoch;
-    `drawings` is the `DrawingSet` a config with `drawings` mixes in.
+    The run is saved in `store` (`runs.RunStore`), with checkpoints at each better epoch and
+    its epochs as TensorBoard event files written as they end; `drawings` is the `DrawingSet`
+    a config with `drawings` mixes in.
     """
     from mnist_core.jobs import TrainingJob
     from mnist_core.runs import RunRecorder
@@ -70,6 +72,7 @@ def follow(
         on_done=recorder.finish,
         on_checkpoint=recorder.checkpoint,
         on_failure=recorder.abandon,
+        reserve_logs=recorder.reserve_logs,
         store=store,
         drawings=drawings,
     ).start()

@@ -1,5 +1,6 @@
-"""Tests for mnist_core.cli: `python -m mnist_core train|evaluate|predict|runs|export|import`, in
-process and once as a real subprocess, with their exit codes, messages and JSON summaries."""
+"""Tests for mnist_core.cli: `python -m mnist_core
+train|evaluate|predict|runs|export|import|logs`, in process and once as a real subprocess, with
+their exit codes, messages and JSON summaries."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ def test_train_prints_a_json_summary_and_writes_a_report_and_h5(
     assert summary["train_seconds"] >= 0
     assert run.config.hidden_units == (32,) and run.config.learning_rate == 0.01
     assert run.config.epochs == 2 and run.config.batch_size == 32
+    assert sorted(path.name for path in run.log_dir.iterdir()) == ["train", "validation"]
     # A readable table comes first, the JSON line last.
     assert out.splitlines()[0].split() == ["run_id", summary["run_id"]]
     assert f"Training mlp on {data_file}" in err
@@ -442,6 +444,25 @@ def test_export_and_import_argument_errors(
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "x.zip").exists() and not (tmp_path / "run.tar").exists()
+
+
+def test_logs_writes_event_files_for_the_runs_without_them(
+    saved_run: str, runs_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_dir = RunStore(runs_dir).get(saved_run).log_dir
+
+    assert main(["logs", "--runs-dir", str(runs_dir)]) == 0
+
+    out, err = capsys.readouterr()
+    assert out == f"{saved_run}: wrote 3 epochs\n"
+    assert f"See them with: tensorboard --logdir {runs_dir.resolve()}" in err.splitlines()
+    assert sorted(path.name for path in log_dir.iterdir()) == ["train", "validation"]
+    files = sorted(log_dir.rglob("*"))
+    assert main(["logs", saved_run, "--runs-dir", str(runs_dir)]) == 0
+    assert capsys.readouterr().out == f"{saved_run}: has its event files\n"
+    assert sorted(log_dir.rglob("*")) == files  # nothing written twice
+    assert main(["logs", "20990101-000000-mlp-abcdef", "--runs-dir", str(runs_dir)]) == 1
+    assert "does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["train", "sweep"])

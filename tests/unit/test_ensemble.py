@@ -178,6 +178,10 @@ def test_train_preset_best_trains_its_members_then_their_ensemble(
     assert {m.config.epochs for m in members} == {2}
     assert summary["tta"] is True
     assert "Member 1/2 · Epoch 2/2" in err and "Member 2/2 · Epoch 1/2" in err
+    # The members' epochs as TensorBoard event files; the ensemble has none, training nothing.
+    for member in members:
+        assert sorted(path.name for path in member.log_dir.iterdir()) == ["train", "validation"]
+    assert not store.get(summary["run_id"]).log_dir.exists()
 
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--preset", "best", "--ray", "127.0.0.2:9", "--runs-dir", str(runs_dir)])

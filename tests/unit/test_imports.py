@@ -1,7 +1,7 @@
 """The TensorFlow line: the modules the web process uses to list data and queue trainings
-import neither TensorFlow (seconds and hundreds of megabytes) nor Streamlit; nor do the ones it
-predicts and explains with (ONNX Runtime), lists runs with, imports bundles with and plans
-sweeps with."""
+import neither TensorFlow (seconds and hundreds of megabytes), TensorBoard nor Streamlit; nor do
+the ones it predicts and explains with (ONNX Runtime), lists runs with, imports bundles with
+and plans sweeps with."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def test_module_imports_neither_tensorflow_nor_streamlit(module: str) -> None:
     """Nor Ray, which only `MNIST_RAY_ADDRESS` or `--ray` brings in."""
     code = (
         f"import sys, {module}; "
-        "print(sorted(m for m in ('tensorflow', 'keras', 'streamlit', 'ray') if m in sys.modules))"
+        "print(sorted(m for m in ('tensorflow', 'tensorboard', 'keras', 'streamlit', 'ray') "
+        "if m in sys.modules))"
     )
     environ = {k: v for k, v in os.environ.items() if k != "MNIST_RAY_ADDRESS"}
     result = subprocess.run(

@@ -114,6 +114,8 @@ def test_jobs_run_one_at_a_time_first_in_first_out(service, small_config, runs_d
         run = RunStore(runs_dir).get(done.current.run_id)
         assert run.config.seed == seed and run.status == "completed"
         assert run.history["loss"] == pytest.approx(done.current.history["loss"], rel=1e-6)
+        # Written by the worker as it trained; on Ray, packed on the node with the run.
+        assert sorted(path.name for path in run.log_dir.iterdir()) == ["train", "validation"]
     # The second started only after the first had ended.
     assert service.status(second).request.submitted > service.status(first).request.submitted
     assert [s.job_id for s in service.jobs()] == [first, second]

@@ -27,6 +27,7 @@ from mnist_core.errors import ModelError
 from mnist_core.evaluate import Evaluation
 from mnist_core.predict import predict_proba
 from mnist_core.runs import (
+    LOGS_DIR,
     PROBABILITIES_FILE,
     REPLAY_FILE,
     RUN_FILES,
@@ -489,6 +490,27 @@ def test_clean_removes_only_stale_leftovers(store: RunStore, run_id: str) -> Non
     assert [run.run_id for run in store.list()] == [run_id]
 
 
+def test_a_reserved_folder_no_save_filled_is_removed_an_hour_later(
+    store: RunStore, run_id: str
+) -> None:
+    """What a training killed before its first checkpoint leaves: its event files so far."""
+    reserved = store.root / store.reserve("mlp")
+    events = reserved / LOGS_DIR / "train" / "events.out.tfevents.1.host.1.0.v2"
+    events.parent.mkdir(parents=True)
+    events.write_bytes(b"the epochs so far")
+    for path in (reserved, reserved / LOGS_DIR, events.parent):
+        age(path, STALE_TEMP_SECONDS + 1)
+
+    # Its training may still be writing: an epoch ended within the hour.
+    assert store.clean() == [] and events.exists()
+    assert [run.run_id for run in store.list()] == [run_id]  # never listed
+    age(events, STALE_TEMP_SECONDS + 1)
+    age(store.root / run_id, STALE_TEMP_SECONDS + 1)  # a run that was saved stays
+
+    assert store.clean() == [reserved.name]
+    assert sorted(p.name for p in store.root.iterdir()) == [run_id]
+
+
 def test_list_cleans_on_the_way(store: RunStore, run_id: str) -> None:
     leftover = store.root / f".tmp-{run_id}-0a1b2c3d"
     shutil.copytree(store.root / run_id, leftover)
@@ -577,6 +599,17 @@ def test_an_abandoned_checkpoint_lists_as_interrupted(runs_dir: Path, trained) -
     assert run.label.endswith(", interrupted")
     assert "writer_pid" not in run.metrics
     assert not list(run.path.glob(".tmp-*"))
+
+
+def test_a_training_that_fails_before_its_first_save_leaves_nothing(runs_dir: Path) -> None:
+    recorder = RunRecorder(RunStore(runs_dir))
+    log_dir = recorder.reserve_logs("mlp")
+    assert (log_dir.name, log_dir.parent.parent) == (LOGS_DIR, runs_dir.resolve())
+    (log_dir / "train").mkdir(parents=True)  # where its first epoch went
+
+    recorder.abandon()
+
+    assert list(runs_dir.iterdir()) == []
 
 
 def test_a_replacement_killed_between_its_renames_is_put_back(runs_dir: Path, trained) -> None:
@@ -824,6 +857,20 @@ def test_a_packed_run_is_added_under_a_new_or_its_own_id(
     assert (other.root / new_id / "model.keras").read_bytes() == original.model_path.read_bytes()
 
 
+def test_a_packed_run_takes_its_event_files_along(
+    store: RunStore, run_id: str, tmp_path: Path
+) -> None:
+    events = store.root / run_id / LOGS_DIR / "validation" / "events.out.tfevents.1.host.2.0.v2"
+    events.parent.mkdir(parents=True)
+    events.write_bytes(b"\x00event records")
+    other = RunStore(tmp_path / "other")
+
+    new_id = other.add_packed(pack_run(store.root / run_id))
+
+    copied = other.get(new_id).log_dir / "validation" / events.name
+    assert copied.read_bytes() == events.read_bytes()
+
+
 def test_add_packed_refuses_what_is_not_a_run(store: RunStore, run_id: str) -> None:
     def zipped(files: dict[str, bytes]) -> bytes:
         buffer = io.BytesIO()
@@ -837,6 +884,9 @@ def test_add_packed_refuses_what_is_not_a_run(store: RunStore, run_id: str) -> N
     cases = [
         b"not a zip file",
         zipped({**complete, "../escape.json": b"{}"}),
+        zipped({**complete, "logs/train/../../escape.json": b"{}"}),
+        zipped({**complete, "logs/train/deeper/events": b""}),
+        zipped({**complete, "elsewhere/train/events": b""}),
         zipped({k: v for k, v in complete.items() if k != "model.keras"}),
         zipped({**complete, "metrics.json": b"{broken"}),
     ]

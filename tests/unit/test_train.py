@@ -7,6 +7,7 @@ import math
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -294,6 +295,26 @@ def test_training_job_failure_is_kept(
     assert job.snapshot()["error"] == job.error == message
     assert job.result is None and job.outcome is None
     assert type(error).__name__ in capsys.readouterr().err  # the trace goes to the log
+
+
+def test_a_training_job_that_cannot_reserve_its_run_fails_with_the_reason(
+    digits, small_config
+) -> None:
+    def reserve_logs(architecture: str) -> Path:
+        raise PermissionError(13, "Permission denied", f"runs/{architecture}")
+
+    failures: list[str] = []
+    job = TrainingJob(
+        small_config,
+        load_data=lambda: digits,
+        on_failure=lambda: failures.append("failed"),
+        reserve_logs=reserve_logs,
+    ).start()
+    job.join(timeout=30)
+
+    assert (job.state, failures) == ("failed", ["failed"])
+    assert job.error == "[Errno 13] Permission denied: 'runs/mlp'"
+    assert job.snapshot()["progress"] is None  # it never started training
 
 
 @pytest.mark.slow
