@@ -125,6 +125,7 @@ def downloads(run) -> None:
 st.title("Results")
 share_view.import_panel()
 runs = app_state.list_runs()
+share_view.open_run_link(runs)
 app_state.forget_vanished_run("results_run", runs)
 if not runs:
     st.info("No runs yet: train a model first.")

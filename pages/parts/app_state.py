@@ -47,6 +47,10 @@ JOB_QUERY_PARAM = "job"  # the same id in the URL, so a reload still owns the jo
 SWEEP_ID = "train_sweep_id"  # id of the sweep this session started
 SWEEP_QUERY_PARAM = "sweep"  # the same id in the URL, so a reload still shows the sweep
 VISITOR = "visitor_id"  # an id of this browser session, the owner of its training jobs
+RUN_QUERY_PARAM = "run"  # Results' link to a run: /results?run=ID
+# The app's own query parameters; a settings link (`mnist_core.links`) leaves them alone.
+APP_QUERY_PARAMS = (JOB_QUERY_PARAM, SWEEP_QUERY_PARAM, RUN_QUERY_PARAM)
+LINKS_OPENED = "links_opened"  # page name -> the link parameters last applied there
 
 
 def run_store() -> RunStore:
@@ -244,6 +248,29 @@ def forget_vanished_run(key: str, runs: list[RunInfo]) -> None:
             icon=":material/warning:",
         )
         del st.session_state[key]
+
+
+def link_arrived(page: str, params: dict[str, list[str]]) -> bool:
+    """Whether the page `page` was opened with the link `params` (its query parameters) just
+    now: not on a rerun, nor on a return to the page with the link it already applied, so the
+    visitor's changes since are kept. A link opened again after one without parameters counts.
+    """
+    opened = st.session_state.setdefault(LINKS_OPENED, {})
+    if opened.get(page) == params:
+        return False
+    opened[page] = params
+    return bool(params)
+
+
+def page_url(name: str, query: str, here: str) -> str:
+    """The address of the page `name` ("train", ...) with `query`, to copy and share.
+
+    Absolute when the browser has said where the app is (`st.context.url`, the address of the
+    page `here` that is running); otherwise relative to that page.
+    """
+    url = st.context.url
+    base = url.removesuffix("/").removesuffix(f"/{here}") + "/" if url else ""
+    return f"{base}{name}?{query}" if query else f"{base}{name}"
 
 
 def page_path(name: str) -> Path:
