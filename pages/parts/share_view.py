@@ -65,20 +65,23 @@ def share_run(run: RunInfo) -> None:
 
 
 def open_run_link(runs: list[RunInfo]) -> None:
-    """If Results was just opened with a run's link (`?run=ID`), select that run, or say that
+    """If Results is opened with a run's link (`?run=ID`), select that run once, or say that
     it is not on this server. Call before the run picker is created."""
     wanted = st.query_params.get(app_state.RUN_QUERY_PARAM)
-    params = {app_state.RUN_QUERY_PARAM: [wanted]} if wanted else {}
-    if not app_state.link_arrived("results", params):
-        return
-    if wanted in {run.run_id for run in runs}:
-        st.session_state["results_run"] = wanted
-    else:
-        st.warning(
-            f"This link's run {_plain(wanted)} is not on this server: it was deleted, or the "
-            "link comes from another server. Showing another run.",
-            icon=":material/link_off:",
-        )
+
+    def select() -> list[app_state.Notice]:
+        if wanted in {run.run_id for run in runs}:
+            st.session_state["results_run"] = wanted
+            return []
+        return [
+            (
+                "warning",
+                f"This link's run {_plain(wanted)} is not on this server: it was deleted, or "
+                "the link comes from another server. Showing another run.",
+            )
+        ]
+
+    app_state.open_link("results", {app_state.RUN_QUERY_PARAM: [wanted]} if wanted else {}, select)
 
 
 def import_panel() -> None:
@@ -137,8 +140,8 @@ def load_train_again(limits: DemoLimits) -> None:
 
 
 def open_settings_link(limits: DemoLimits) -> None:
-    """If Train was just opened with a settings link, fill the form (and the sweep's) with it,
-    lowered to this server's caps, say what it set and warn about what it could not use.
+    """If Train is opened with a settings link, fill the form (and the sweep's) with it once,
+    lowered to this server's caps; say what it set and warn about what it could not use.
 
     Call before the widgets are created.
     """
@@ -147,22 +150,27 @@ def open_settings_link(limits: DemoLimits) -> None:
         for name in st.query_params
         if name not in app_state.APP_QUERY_PARAMS
     }
-    if not app_state.link_arrived("train", params):
-        return
-    runs = {run.run_id for run in app_state.list_runs()}
-    link = parse_link(params, limits, run_ids=runs)
-    train_form.fill(st.session_state, link.config, preset=False)
-    st.session_state[train_form.PRESET] = link.preset
-    sweep_view.fill(link.axes)
-    swept = " × ".join(axis.setting for axis in link.axes)
-    sweep = f", and a sweep of {swept} under Try several settings" if swept else ""
-    st.info(f"Loaded this link's settings: {link.describe()}{sweep}.", icon=":material/link:")
-    if link.problems:
-        st.warning(
-            "Some of this link's settings were not used:\n"
-            + "".join(f"\n- {_plain(problem)}" for problem in link.problems),
-            icon=":material/warning:",
-        )
+
+    def fill() -> list[app_state.Notice]:
+        runs = {run.run_id for run in app_state.list_runs()}
+        link = parse_link(params, limits, run_ids=runs)
+        train_form.fill(st.session_state, link.config, preset=False)
+        st.session_state[train_form.PRESET] = link.preset
+        sweep_view.fill(link.axes)
+        swept = " × ".join(axis.setting for axis in link.axes)
+        sweep = f", and a sweep of {swept} under Try several settings" if swept else ""
+        notices = [("info", f"Loaded this link's settings: {link.describe()}{sweep}.")]
+        if link.problems:
+            notices.append(
+                (
+                    "warning",
+                    "Some of this link's settings were not used:\n"
+                    + "".join(f"\n- {_plain(problem)}" for problem in link.problems),
+                )
+            )
+        return notices
+
+    app_state.open_link("train", params, fill)
 
 
 def settings_link(
