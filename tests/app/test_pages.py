@@ -1053,6 +1053,14 @@ def test_a_run_link_selects_the_run_and_an_unknown_one_says_so(
     assert gone.selectbox(key="results_run").value == newest
     assert {m.label: m.value for m in gone.metric}["Status"] == "completed"
 
+    hostile = opened_at("results", "run=[log in](http://evil.example)")
+
+    assert not hostile.exception
+    # Escaped: markdown shows the brackets as text, not a link to that address.
+    assert hostile.warning[0].value.startswith(
+        "This link's run \\[log in\\](http://evil.example) is not on this server"
+    )
+
 
 # --- your drawings: keep sketches with their right label, score and train on them ---
 
