@@ -373,7 +373,10 @@ with actions:
 with st.expander("Try several settings", icon=":material/tune:"):
     axes = sweep_view.sweep_form(config, limits, service, disabled=busy or sweeping)
     share_view.settings_link(
-        config if axes else None, "train_sweep_link", axes or (), "Copy link to this sweep"
+        config if axes else None,
+        key="train_sweep_link",
+        axes=axes or (),
+        label="Copy link to this sweep",
     )
 
 

@@ -26,8 +26,6 @@ from pages.parts import app_state, sweep_view, train_form
 
 TRAIN_AGAIN = "train_again"  # session key: {"run_id", "config"} for the Train page to load
 IMPORT_OUTCOME = "results_import_outcome"  # session key: the last import's new run id or error
-
-
 # Markdown that a link's text could use to show a link or formula of its own in a message.
 _MARKDOWN = re.compile(r"([\\`\[\]$])")
 
@@ -206,7 +204,7 @@ def _plain(text: str) -> str:
 
 def with_current(choices: list, key: str) -> list:
     """`choices` plus the value the widget `key` holds when it is not among them (a run's
-    setting loaded by "Train again"), in order, so the widget can show it."""
+    setting loaded by "Train again", or a link's), in order, so the widget can show it."""
     value = st.session_state.get(key)
     if value is None or value in choices:
         return choices
