@@ -189,6 +189,51 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
         ) from error
 
 
+# How a switch may be written as text, in a link or a sweep's grid.
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# Each field's type as written in the class ("int", "float", "bool", "str", "tuple[int, ...]").
+_KINDS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """The `TrainConfig` setting `name` written as `text`, as `format_setting` writes it: a
+    number, true or false (also yes/no, on/off, 1/0), layer sizes separated by commas
+    ("256,128"; empty for none) or a word.
+
+    Only the kind of value is checked here; its range is TrainConfig's to check. Raises
+    ConfigError naming `name`: an unknown setting, or text that is not of its kind
+    ("'abc' is not a number").
+    """
+    kind = _KINDS.get(name)
+    if kind is None:
+        raise ConfigError(name, f"unknown setting; known settings: {sorted(_KINDS)}")
+    if kind == "str":
+        return text
+    if kind.startswith("tuple"):
+        return parse_sizes(name, text)
+    if kind == "bool":
+        word = text.strip().lower()
+        if word in (*_TRUE, *_FALSE):
+            return word in _TRUE
+    else:
+        try:
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            pass
+    what = {"bool": "true or false", "int": "a whole number", "float": "a number"}[kind]
+    raise ConfigError(name, f"{text!r} is not {what}")
+
+
+def format_setting(value: Any) -> str:
+    """A setting's value as text that `parse_setting` reads back exactly: `0.003`, `3e-05`,
+    `256,128` (empty: no layers), `true`, `vgg`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 # Environment variables a hosted demo sets to cap what one visitor may ask for -> DemoLimits field.
 DEMO_LIMIT_VARIABLES: dict[str, str] = {
     "MNIST_MAX_EPOCHS": "epochs",

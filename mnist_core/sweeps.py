@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mnist_core.config import TrainConfig
+from mnist_core.config import TrainConfig, parse_setting
 from mnist_core.errors import ConfigError, ModelError
 from mnist_core.job_service import max_sweep
 
@@ -55,7 +55,6 @@ _NOT_SWEPT = {
     "restore_best": "keeping the best epoch picks on the validation digits too, which favours "
     "those trials; set it for all trials",
 }
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
 
 
@@ -111,24 +110,17 @@ def parse_values(setting: str, text: str) -> Axis:
 
 
 def _parse_value(setting: str, text: str) -> Any:
-    kind = _TYPES[setting]
-    example = f"write values like {SWEEPABLE[setting]}"
-    try:
-        if kind == "bool":
-            if text.lower() not in (*_TRUE, *_FALSE):
-                raise ValueError
-            return text.lower() in _TRUE
-        if kind.startswith("tuple"):
+    if _TYPES[setting].startswith("tuple"):  # one value of a list: its layers joined by +
+        try:
             return tuple(int(size) for size in text.split("+"))
-        if kind == "int":
-            return int(text)
-        if kind == "float":
-            return float(text)
-    except ValueError:
-        kinds = {"bool": "true or false", "int": "a whole number", "float": "a number"}
-        what = kinds.get(kind, "layer sizes joined by +")
-        raise ConfigError(setting, f"{text!r} is not {what}; {example}") from None
-    return text
+        except ValueError:
+            reason = f"{text!r} is not layer sizes joined by +"
+    else:
+        try:
+            return parse_setting(setting, text)
+        except ConfigError as error:
+            reason = error.reason
+    raise ConfigError(setting, f"{reason}; write values like {SWEEPABLE[setting]}")
 
 
 def format_value(value: Any) -> str:

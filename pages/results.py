@@ -139,6 +139,7 @@ def imported_caption(imported: dict) -> str:
 st.title("Results")
 share_view.import_panel()
 runs = app_state.list_runs()
+share_view.open_run_link(runs)
 app_state.forget_vanished_run("results_run", runs)
 if not runs:
     st.info("No runs yet: train a model first.")

@@ -341,6 +341,7 @@ if limits.describe():
     st.caption(limits.describe(), help="Caps set by whoever runs this server, for its memory.")
 service = app_state.job_service()
 share_view.load_train_again(limits)
+share_view.open_settings_link(limits)
 config = settings_form(limits)
 job_id = app_state.my_job_id()
 my_sweep = app_state.my_sweep_id()
@@ -351,7 +352,8 @@ except JobError:  # said where the queue would be (`show_job`); the settings sta
 busy = any(status.active and status.job_id == job_id for status in statuses)
 sweeping = any(status.active and mine_in_sweep(status) for status in statuses)
 others_training = any(status.active for status in statuses)
-if st.button(
+actions = st.container(horizontal=True)
+if actions.button(
     "Train", key="train_start", type="primary", disabled=config is None or busy or sweeping
 ):
     # What "before" means on the summary: the run fine-tuned, else the model active until now.
@@ -364,10 +366,18 @@ if st.button(
     else:
         app_state.remember_job(job_id)
         st.rerun()  # the page again, the Train button disabled while this job is on
+with actions:
+    share_view.settings_link(config, key="train_link")
 
 
 with st.expander("Try several settings", icon=":material/tune:"):
-    sweep_view.sweep_form(config, limits, service, disabled=busy or sweeping)
+    axes = sweep_view.sweep_form(config, limits, service, disabled=busy or sweeping)
+    share_view.settings_link(
+        config if axes else None,
+        key="train_sweep_link",
+        axes=axes or (),
+        label="Copy link to this sweep",
+    )
 
 
 @st.fragment(run_every=0.5 if busy or others_training else None)

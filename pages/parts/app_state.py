@@ -7,6 +7,7 @@ Nothing here imports TensorFlow: pages predict with ONNX Runtime (`predictor`); 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,11 @@ JOB_QUERY_PARAM = "job"  # the same id in the URL, so a reload still owns the jo
 SWEEP_ID = "train_sweep_id"  # id of the sweep this session started
 SWEEP_QUERY_PARAM = "sweep"  # the same id in the URL, so a reload still shows the sweep
 VISITOR = "visitor_id"  # an id of this browser session, the owner of its training jobs
+RUN_QUERY_PARAM = "run"  # Results' link to a run: /results?run=ID
+# The app's own query parameters; a settings link (`mnist_core.links`) leaves them alone.
+APP_QUERY_PARAMS = (JOB_QUERY_PARAM, SWEEP_QUERY_PARAM, RUN_QUERY_PARAM)
+LINKS_OPENED = "links_opened"  # page name -> (the link it last opened, that link's notices)
+Notice = tuple[str, str]  # what opening a link says: ("info" or "warning", its markdown)
 
 
 def run_store() -> RunStore:
@@ -244,6 +250,37 @@ def forget_vanished_run(key: str, runs: list[RunInfo]) -> None:
             icon=":material/warning:",
         )
         del st.session_state[key]
+
+
+def open_link(page: str, params: dict[str, list[str]], apply: Callable[[], list[Notice]]) -> None:
+    """Open the link `params` (the query parameters of the page `page`) once, and say what it
+    did while the address holds it.
+
+    `apply` sets the page's widgets from the link and returns its notices; it runs when the
+    page is opened with a link it has not applied yet, not on reruns nor on a return to the
+    page with the same link, so the visitor's changes since are kept. Its notices are shown on
+    every run while the address holds that link: notices gone at the first click would make
+    the page jump under the pointer.
+    """
+    opened = st.session_state.setdefault(LINKS_OPENED, {})
+    if page not in opened or opened[page][0] != params:
+        opened[page] = (params, apply() if params else [])
+    for kind, text in opened[page][1]:
+        if kind == "info":
+            st.info(text, icon=":material/link:")
+        else:
+            st.warning(text, icon=":material/warning:")
+
+
+def page_url(name: str, query: str, here: str) -> str:
+    """The address of the page `name` ("train", ...) with `query`, to copy and share.
+
+    Absolute when the browser has said where the app is (`st.context.url`, the address of the
+    page `here` that is running); otherwise relative to that page.
+    """
+    url = st.context.url
+    base = url.removesuffix("/").removesuffix(f"/{here}") + "/" if url else ""
+    return f"{base}{name}?{query}" if query else f"{base}{name}"
 
 
 def page_path(name: str) -> Path:

@@ -4,14 +4,18 @@ validation accuracy, a plot of it against the swept settings, and the best run t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import streamlit as st
 
 from mnist_core.config import DemoLimits, TrainConfig
 from mnist_core.errors import ConfigError
 from mnist_core.figures import sweep_figure
 from mnist_core.job_service import JobError, JobService, JobStatus, ordinal
+from mnist_core.links import values_text
 from mnist_core.sweeps import (
     SWEEPABLE,
+    Axis,
     TrialResult,
     best,
     describe_settings,
@@ -64,13 +68,26 @@ def suggest_values(slot: int) -> None:
     st.session_state[values_key(slot)] = SWEEPABLE[setting].replace(",", ", ") if setting else ""
 
 
+def fill(axes: Sequence[Axis]) -> None:
+    """Show a sweep's grid (a link's) in the form: its settings and their values.
+
+    Call before the form is created; no axes leave the form as it is.
+    """
+    if not axes:
+        return
+    for slot in SLOTS:
+        axis = axes[slot - 1] if slot <= len(axes) else None
+        st.session_state[setting_key(slot)] = axis.setting if axis else NONE
+        st.session_state[values_key(slot)] = values_text(axis).replace(",", ", ") if axis else ""
+
+
 def sweep_form(
     base: TrainConfig | None, limits: DemoLimits, service: JobService, disabled: bool
-) -> None:
+) -> list[Axis] | None:
     """Two settings and their values; the trials they make, and a button that queues them.
 
     `base` is the config the form above describes (None while it is invalid); `disabled` while
-    this visitor has a training or a sweep on.
+    this visitor has a training or a sweep on. Returns the grid, or None while it is invalid.
     """
     st.caption(
         "Every combination of the values below trains as its own run, on top of the settings "
@@ -129,6 +146,7 @@ def sweep_form(
         else:
             app_state.remember_sweep(sweep_id)
             st.rerun()  # the page again, its buttons disabled while the sweep is on
+    return None if configs is None else axes
 
 
 def show_sweep(service: JobService, sweep_id: str, follow: bool) -> None:

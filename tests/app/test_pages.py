@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import numpy as np
 import pytest
@@ -893,6 +894,31 @@ def test_results_imports_a_keras_model_file_and_refuses_another_kind(
     assert len(RunStore(own_runs).list()) == 2
 
 
+def train_form_values(at: AppTest) -> dict:
+    """What the Train form's widgets show: its preset and every TrainConfig field."""
+    return {
+        "preset": at.selectbox(key="train_preset").value,
+        "architecture": at.radio(key="train_architecture").value,
+        "hidden_units": at.text_input(key="train_hidden_units").value,
+        "conv_filters": at.text_input(key="train_conv_filters").value,
+        "dropout_rate": at.slider(key="train_dropout_rate").value,
+        "optimizer": at.selectbox(key="train_optimizer").value,
+        "learning_rate": at.select_slider(key="train_learning_rate").value,
+        "lr_decay": at.toggle(key="train_lr_decay").value,
+        "batch_size": at.select_slider(key="train_batch_size").value,
+        "epochs": at.slider(key="train_epochs").value,
+        "patience": at.slider(key="train_patience").value,
+        "restore_best": at.toggle(key="train_restore_best").value,
+        "validation_split": at.slider(key="train_validation_split").value,
+        "seed": at.number_input(key="train_seed").value,
+        "augment": at.toggle(key="train_augment").value,
+        "shift": at.slider(key="train_shift").value,
+        "elastic": at.toggle(key="train_elastic").value,
+        "drawings": at.toggle(key="train_drawings").value,
+        "start_from": at.selectbox(key="train_start_from").value,
+    }
+
+
 @pytest.mark.parametrize("epochs_cap", [None, "5"], ids=["no-caps", "epochs-capped"])
 def test_train_again_sets_every_train_widget_to_the_runs_config(
     own_runs: Path, epochs_cap: str | None, monkeypatch: pytest.MonkeyPatch
@@ -931,29 +957,15 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
         f"Loaded the settings of run `{run.name}`{lowered}. Press Train to train it again: "
         "the same settings and seed on the same data and machine give the same model."
     ]
-    assert {
-        "preset": at.selectbox(key="train_preset").value,
-        "architecture": at.radio(key="train_architecture").value,
-        "hidden_units": at.text_input(key="train_hidden_units").value,
-        "conv_filters": at.text_input(key="train_conv_filters").value,
-        "dropout_rate": at.slider(key="train_dropout_rate").value,
-        "optimizer": at.selectbox(key="train_optimizer").value,
-        "learning_rate": at.select_slider(key="train_learning_rate").value,
-        "lr_decay": at.toggle(key="train_lr_decay").value,
-        "batch_size": at.select_slider(key="train_batch_size").value,
-        "epochs": at.slider(key="train_epochs").value,
-        "patience": at.slider(key="train_patience").value,
-        "validation_split": at.slider(key="train_validation_split").value,
-        "seed": at.number_input(key="train_seed").value,
-        "augment": at.toggle(key="train_augment").value,
-        "shift": at.slider(key="train_shift").value,
-        "elastic": at.toggle(key="train_elastic").value,
-    } == {
+    assert train_form_values(at) == {
         **settings,
         "preset": "quick",  # the first preset of the run's architecture (cnn)
         "hidden_units": "96, 48",
         "conv_filters": "16",
         "epochs": 7 if epochs_cap is None else 5,
+        "restore_best": True,  # the settings config.json leaves out: TrainConfig's defaults
+        "drawings": False,
+        "start_from": "",
     }
     assert not at.error and not at.button(key="train_start").disabled
 
@@ -962,6 +974,170 @@ def test_train_again_sets_every_train_widget_to_the_runs_config(
     assert at.select_slider(key="train_learning_rate").value == 0.002
     assert at.select_slider(key="train_batch_size").value == 100
     assert at.number_input(key="train_seed").value == 1234
+
+
+# --- links: a training setup or a run as an address to share ---
+
+SERVER = "http://dash.example:8501"  # where the browser says the app is (st.context.url)
+
+
+def opened_at(name: str, query: str) -> AppTest:
+    """The app opened at the address of page `name` with `query`, as a browser would send it."""
+    at = page(name)
+    at.context["url"] = f"{SERVER}/{name}"
+    at.query_params.update(
+        {key: values[0] if len(values) == 1 else values for key, values in parse_qs(query).items()}
+    )
+    return at.run()
+
+
+def train_form_values_of(preset: str) -> dict:
+    """What the Train form shows for `preset`, in the widgets' terms (layer sizes as text)."""
+    from mnist_core.config import PRESETS
+
+    config = PRESETS[preset].to_dict()
+    sizes = {name: ", ".join(map(str, config[name])) for name in ("hidden_units", "conv_filters")}
+    return {**config, **sizes, "preset": preset}
+
+
+def test_a_settings_link_fills_the_train_form_once_and_names_what_it_could_not_use(
+    app_env: Path,
+) -> None:
+    at = opened_at(
+        "train",
+        "preset=cnn&learning_rate=0.0042&epochs=3&hidden_units=128,64&augment=true"
+        "&dropout_rate=lots&colour=red&grid=dropout_rate=0.2,0.4&job=0123456789abcdef",
+    )
+
+    assert not at.exception
+    assert train_form_values(at) == {
+        **train_form_values_of("cnn"),
+        "learning_rate": 0.0042,  # no stop of the slider: added for it
+        "epochs": 3,
+        "hidden_units": "128, 64",
+        "augment": True,
+    }
+    assert [i.value for i in at.info] == [
+        "Loaded this link's settings: the cnn preset with hidden_units=128,64 · "
+        "learning_rate=0.0042 · epochs=3 · augment=true, and a sweep of dropout_rate under "
+        "Try several settings."
+    ]
+    assert [w.value for w in at.warning] == [
+        "Some of this link's settings were not used:\n\n"
+        "- dropout_rate: 'lots' is not a number; kept 0.3\n"
+        "- colour: not a setting, ignored; a link takes preset, grid and the settings "
+        "architecture, hidden_units, conv_filters, dropout_rate, optimizer, learning_rate, "
+        "lr_decay, batch_size, epochs, patience, restore_best, validation_split, seed, augment, "
+        "shift, elastic, drawings, start_from"
+    ]
+    assert (
+        at.selectbox(key="train_sweep_setting_1").value,
+        at.text_input(key="train_sweep_values_1").value,
+    ) == ("dropout_rate", "0.2, 0.4")
+    assert at.selectbox(key="train_sweep_setting_2").value == ""
+    link = (
+        f"{SERVER}/train?preset=cnn&hidden_units=128,64&learning_rate=0.0042&epochs=3&augment=true"
+    )
+    assert [c.value for c in at.code] == [link, f"{link}&grid=dropout_rate=0.2,0.4"]
+    assert at.query_params["job"] == "0123456789abcdef"  # the app's own parameter, untouched
+    assert not at.error and not at.button(key="train_start").disabled
+
+    said = [alert.value for alert in (*at.info, *at.warning)]
+
+    at.slider(key="train_epochs").set_value(5).run()
+    at.run()
+
+    assert not at.exception
+    assert at.slider(key="train_epochs").value == 5  # the link is not applied again
+    assert at.select_slider(key="train_learning_rate").value == 0.0042
+    assert at.code[0].value == link.replace("epochs=3", "epochs=5")
+    # Said while the address holds the link: the page does not jump at the first click.
+    assert [alert.value for alert in (*at.info, *at.warning)] == said
+    at.query_params.clear()  # the visitor moves to another page and back: the plain address
+    at.run()
+    assert not at.info and not at.warning
+    assert at.slider(key="train_epochs").value == 5
+
+
+def test_a_link_above_the_servers_caps_is_lowered_saying_so(
+    app_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MNIST_MAX_EPOCHS", "4")
+
+    at = opened_at("train", "preset=deep&epochs=50&seed=7&start_from=20200101-000000-mlp-0a0b0c")
+
+    assert not at.exception
+    assert (at.slider(key="train_epochs").value, at.number_input(key="train_seed").value) == (4, 7)
+    assert at.selectbox(key="train_start_from").value == ""
+    assert [w.value for w in at.warning] == [
+        "Some of this link's settings were not used:\n\n"
+        "- start_from: run 20200101-000000-mlp-0a0b0c is not on this server (deleted, or the "
+        "link comes from another server); kept none\n"
+        "- epochs: 50 is above this server's limit; lowered to 4"
+    ]
+    assert not at.error and not at.button(key="train_start").disabled
+
+
+def test_the_copied_link_of_a_changed_form_opens_the_same_form(app_env: Path) -> None:
+    at = page("train")
+    at.context["url"] = f"{SERVER}/train"
+    at.run()
+    at.selectbox(key="train_preset").set_value("quick").run()
+    at.select_slider(key="train_batch_size").set_value(64)
+    at.number_input(key="train_seed").set_value(1234)
+    at.toggle(key="train_elastic").set_value(True)
+    at.text_input(key="train_hidden_units").input("96, 48")
+    at.slider(key="train_validation_split").set_value(0.2).run()
+    assert not at.exception and not at.error
+    shown = train_form_values(at)
+    (link, _) = [c.value for c in at.code]
+    address, query = link.split("?")
+    assert address == f"{SERVER}/train"
+    assert query == (
+        "preset=quick&hidden_units=96,48&batch_size=64&validation_split=0.2&seed=1234&elastic=true"
+    )
+
+    again = opened_at("train", query)  # another visitor opens it
+
+    assert not again.exception and not again.warning
+    assert train_form_values(again) == shown
+
+
+def test_a_run_link_selects_the_run_and_an_unknown_one_says_so(
+    two_runs: tuple[str, str],
+) -> None:
+    from mnist_core.links import link_query
+    from mnist_core.runs import RunStore
+
+    newest, older = two_runs
+    at = opened_at("results", f"run={older}")
+
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="results_run").value == older  # not the newest, the default
+    assert [c.value for c in at.code] == [
+        f"{SERVER}/results?run={older}",
+        f"{SERVER}/train?{link_query(RunStore().get(older).config)}",
+    ]
+    at.selectbox(key="results_run").set_value(newest).run()
+    assert at.selectbox(key="results_run").value == newest  # the link is not applied again
+
+    gone = opened_at("results", "run=20200101-000000-mlp-ffffff")
+
+    assert not gone.exception
+    assert [w.value for w in gone.warning] == [
+        "This link's run 20200101-000000-mlp-ffffff is not on this server: it was deleted, or "
+        "the link comes from another server. Showing another run."
+    ]
+    assert gone.selectbox(key="results_run").value == newest
+    assert {m.label: m.value for m in gone.metric}["Status"] == "completed"
+
+    hostile = opened_at("results", "run=[log in](http://evil.example)")
+
+    assert not hostile.exception
+    # Escaped: markdown shows the brackets as text, not a link to that address.
+    assert hostile.warning[0].value.startswith(
+        "This link's run \\[log in\\](http://evil.example) is not on this server"
+    )
 
 
 # --- your drawings: keep sketches with their right label, score and train on them ---

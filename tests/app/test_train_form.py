@@ -10,27 +10,7 @@ import pytest
 from mnist_core.config import PRESETS, TrainConfig
 from mnist_core.errors import ConfigError
 from pages.parts import train_form
-
-EVERY_FIELD_CHANGED = TrainConfig(
-    architecture="vgg",
-    hidden_units=(64, 32),
-    conv_filters=(8, 16),
-    dropout_rate=0.35,
-    optimizer="rmsprop",
-    learning_rate=3e-5,
-    lr_decay=True,
-    batch_size=256,
-    epochs=7,
-    patience=2,
-    restore_best=False,
-    validation_split=0.15,
-    seed=9,
-    augment=True,
-    shift=0.05,
-    elastic=True,
-    drawings=True,
-    start_from="20261206-061500-cnn-abcdef",
-)
+from tests.unit.test_config import EVERY_FIELD_CHANGED
 
 
 def test_every_field_has_its_own_key() -> None:

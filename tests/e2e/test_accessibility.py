@@ -77,6 +77,16 @@ def test_train_is_accessible(themed_page: Page, app_url: str) -> None:
     assert_accessible(themed_page)
 
 
+def test_train_opened_from_a_link_and_its_copy_box_are_accessible(
+    themed_page: Page, app_url: str
+) -> None:
+    ui.open_page(themed_page, app_url + "/train?preset=quick&epochs=3&seed=x", "Train")
+    expect(themed_page.get_by_text("Some of this link's settings were not used")).to_be_visible()
+    themed_page.get_by_role("button", name="Copy link", exact=True).click()
+    expect(themed_page.get_by_test_id("stCode")).to_contain_text("/train?preset=quick&epochs=3")
+    assert_accessible(themed_page)
+
+
 def finished_sweep(runs_dir: Path, run_id: str) -> str:
     """A sweep whose one trial finished as run `run_id`, written straight into the job
     service's folder (never queued, so no worker starts); its id."""

@@ -17,6 +17,7 @@ from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
 from mnist_core.drawings import DrawingSet
+from mnist_core.runs import PRETRAINED_DIR
 from tests.e2e import ui
 from tests.e2e.server import drawings_dir
 from tests.needs import mnist_path
@@ -225,6 +226,43 @@ def test_a_sweep_of_two_learning_rates_is_ranked_by_validation_accuracy(
 
     expect(page.get_by_text("It is your active model.")).to_be_visible()
     expect(page.get_by_test_id("stSidebar").get_by_text(best)).to_be_visible()
+
+
+def test_a_settings_link_fills_train_once_and_a_run_link_opens_that_run(
+    page: Page, app_url: str
+) -> None:
+    ui.open_page(page, f"{app_url}/train?preset=cnn&learning_rate=0.0042&epochs=3&seed=x", "Train")
+
+    expect(ui.selectbox(page, "Preset")).to_have_value(re.compile(r"^cnn: "))
+    expect(page.get_by_role("radio", name="vgg")).to_be_checked()  # the cnn preset's network
+    expect(ui.slider(page, "Epochs")).to_have_value("3")
+    expect(ui.slider(page, "Learning rate")).to_have_attribute("aria-valuetext", "0.0042")
+    expect(page.get_by_test_id("stAlert").filter(has_text="were not used")).to_contain_text(
+        "seed: 'x' is not a whole number; kept 42"
+    )
+    copy = page.get_by_role("button", name="Copy link", exact=True)
+    link = page.get_by_test_id("stCode").filter(has_text="/train?")
+    copy.click()
+    expect(link).to_have_text(f"{app_url}/train?preset=cnn&learning_rate=0.0042&epochs=3")
+    page.keyboard.press("Escape")
+
+    ui.set_slider_to_minimum(page, "Epochs")  # the visitor's change outlives the reruns
+    ui.wait_until_idle(page)
+    expect(ui.slider(page, "Epochs")).to_have_value("1")
+    copy.click()
+    expect(link).to_have_text(f"{app_url}/train?preset=cnn&learning_rate=0.0042&epochs=1")
+
+    pretrained = next(path for path in PRETRAINED_DIR.iterdir() if path.is_dir())
+    accuracy = json.loads((pretrained / "metrics.json").read_text())["test_accuracy"]
+    ui.open_page(page, f"{app_url}/results?run={pretrained.name}", "Results")
+
+    # Not the newest run, which Results shows by default: the one in the link.
+    expect(ui.selectbox(page, "Run")).to_have_value(re.compile(pretrained.name))
+    expect(ui.metric_value(page, "Test accuracy")).to_have_text(f"{accuracy:.2%}")
+    page.get_by_role("button", name="Copy link", exact=True).click()
+    expect(page.get_by_test_id("stCode").first).to_have_text(
+        f"{app_url}/results?run={pretrained.name}"
+    )
 
 
 def test_sketch_reads_drawn_and_uploaded_digits(

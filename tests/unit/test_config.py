@@ -19,9 +19,33 @@ from mnist_core.config import (
     PRESETS,
     DemoLimits,
     TrainConfig,
+    format_setting,
+    parse_setting,
     parse_sizes,
 )
 from mnist_core.errors import ConfigError, MnistCoreError
+
+# Differs from TrainConfig() in every field: a round trip of it shows any field left out.
+EVERY_FIELD_CHANGED = TrainConfig(
+    architecture="vgg",
+    hidden_units=(64, 32),
+    conv_filters=(8, 16),
+    dropout_rate=0.35,
+    optimizer="rmsprop",
+    learning_rate=3e-5,
+    lr_decay=True,
+    batch_size=256,
+    epochs=7,
+    patience=2,
+    restore_best=False,
+    validation_split=0.15,
+    seed=9,
+    augment=True,
+    shift=0.05,
+    elastic=True,
+    drawings=True,
+    start_from="20261206-061500-cnn-abcdef",
+)
 
 
 def test_mlp_preset_is_the_original_recipe_with_its_learning_rate_annealed() -> None:
@@ -296,6 +320,70 @@ def test_parse_sizes_rejects_non_numbers_naming_the_field() -> None:
 
     assert info.value.field == "conv_filters"
     assert "whole numbers separated by commas" in str(info.value)
+
+
+@pytest.mark.parametrize("name", [field.name for field in dataclasses.fields(TrainConfig)])
+def test_every_setting_survives_its_text(name: str) -> None:
+    for config in (TrainConfig(), EVERY_FIELD_CHANGED):
+        value = getattr(config, name)
+
+        assert parse_setting(name, format_setting(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "value"),
+    [
+        ("learning_rate", "3e-05", 3e-5),
+        ("learning_rate", "0.00012345678", 0.00012345678),  # exactly, not to 6 digits
+        ("dropout_rate", "0.3", 0.3),
+        ("epochs", " 7", 7),
+        ("augment", "On", True),
+        ("lr_decay", "0", False),
+        ("hidden_units", "256, 128", (256, 128)),
+        ("hidden_units", "", ()),
+        ("optimizer", "sgd", "sgd"),  # a word: its choices are TrainConfig's to check
+    ],
+)
+def test_parse_setting_reads_each_kind(name: str, text: str, value: object) -> None:
+    parsed = parse_setting(name, text)
+
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("learning_rate", "abc", "learning_rate: 'abc' is not a number"),
+        ("epochs", "2.5", "epochs: '2.5' is not a whole number"),
+        ("augment", "maybe", "augment: 'maybe' is not true or false"),
+        ("hidden_units", "256+128", "hidden_units: expected whole numbers separated by commas"),
+        ("layers", "3", "layers: unknown setting; known settings: ["),
+    ],
+)
+def test_parse_setting_names_the_setting_and_the_kind_it_expects(
+    name: str, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_setting(name, text)
+
+    assert info.value.field == name
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_format_setting_writes_floats_exactly() -> None:
+    assert [format_setting(value) for value in (0.003, 3e-5, 0.1 + 0.2, 1.0)] == [
+        "0.003",
+        "3e-05",
+        "0.30000000000000004",
+        "1.0",
+    ]
+    assert [format_setting(value) for value in ((256, 128), (), True, "vgg", 42)] == [
+        "256,128",
+        "",
+        "true",
+        "vgg",
+        "42",
+    ]
 
 
 # --- DemoLimits: the caps of a hosted demo ---

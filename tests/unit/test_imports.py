@@ -1,7 +1,7 @@
 """The TensorFlow line: the modules the web process uses to list data and queue trainings
 import neither TensorFlow (seconds and hundreds of megabytes), TensorBoard nor Streamlit; nor do
-the ones it predicts and explains with (ONNX Runtime), lists runs with, imports bundles with
-and plans sweeps with."""
+the ones it predicts and explains with (ONNX Runtime), lists runs with, imports bundles with,
+plans sweeps with and reads links with."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "mnist_core.worker",
         "mnist_core.cli",
         "mnist_core.sweeps",
+        "mnist_core.links",
     ],
 )
 def test_module_imports_neither_tensorflow_nor_streamlit(module: str) -> None:
