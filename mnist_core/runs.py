@@ -148,7 +148,9 @@ class RunInfo:
     def title(self) -> str:
         """The model's name for headings: an architecture in capitals ("VGG"), an imported
         model's name as given."""
-        return self.model_name if self.imported is not None else self.model_name.upper()
+        if self.imported is not None:
+            return str(self.imported.get("name") or self.imported.get("file", "?"))
+        return self.model_name.upper()
 
     @property
     def label(self) -> str:

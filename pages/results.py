@@ -132,7 +132,8 @@ def imported_caption(imported: dict) -> str:
     return (
         f"Imported from `{imported['file']}`{size}{digest}: {parameters}pixel scale "
         f"{imported.get('scale', '?')}, {imported.get('scale_note', 'not recorded')}. "
-        "Not trained here: no learning curves."
+        + ("Its logits go through a softmax here. " if imported.get("output") == "logits" else "")
+        + "Not trained here: no learning curves."
     )
 
 
@@ -165,7 +166,7 @@ cells[1].metric("Test loss", f"{metrics['test_loss']:.4f}")
 if run.imported is not None:
     imported = run.imported
     cells[2].metric("Input", imported["input"])
-    cells[3].metric("Output", imported["output"])
+    cells[3].metric("Output", "softmax" if imported["output"] == "probabilities" else "logits")
     cells[4].metric("Pixels", imported.get("scale", "?"))
     st.caption(imported_caption(imported))
 else:
@@ -186,15 +187,16 @@ if run.status == "interrupted":
     )
 share_view.share_run(run)
 
-st.header("Learning curves")
 chosen = [run] + [r for r in runs if r.run_id in others]
-st.plotly_chart(
-    history_figure(
-        {r.run_id: r.history for r in chosen},
-        {r.run_id: int(r.metrics["best_epoch"]) for r in chosen},
-    ),
-    key="results_curves",
-)
+if any(r.history.get("loss") for r in chosen):  # imported models and ensembles have none
+    st.header("Learning curves")
+    st.plotly_chart(
+        history_figure(
+            {r.run_id: r.history for r in chosen},
+            {r.run_id: int(r.metrics["best_epoch"]) for r in chosen},
+        ),
+        key="results_curves",
+    )
 
 try:
     data = app_state.load_data()

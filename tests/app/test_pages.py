@@ -866,11 +866,8 @@ def test_results_imports_a_keras_model_file_and_refuses_another_kind(
         f"{imported.run_id} · imported The original script · {imported.test_accuracy:.2%}"
     )
     shown = {m.label: m.value for m in at.metric}
-    assert (shown["Input"], shown["Output"], shown["Pixels"]) == (
-        "(28, 28)",
-        "probabilities",
-        "[0, 1]",
-    )
+    assert (shown["Input"], shown["Output"], shown["Pixels"]) == ("(28, 28)", "softmax", "[0, 1]")
+    assert not any(h.value == "Learning curves" for h in at.header)
     assert any(c.value.startswith("Imported from `mnist_model.h5`, ") for c in at.caption)
     assert at.button(key="results_train_again").disabled
     assert at.download_button(key="results_config").disabled

@@ -55,3 +55,36 @@ def test_predictions_and_explanations_without_tensorflow_until_a_gradient_is_ask
         timeout=60_000
     )
     assert tensorflow_loaded(fresh_app)
+
+
+def test_the_original_scripts_h5_imports_on_results_and_reads_a_sketch_without_tensorflow(
+    page: Page, mnist, tmp_path: Path
+) -> None:
+    from tests.e2e.server import running_app
+    from tests.keras_models import original_recipe
+
+    model = original_recipe()  # the script this project started from, saved as it saved it
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(mnist.x_train[:10_000] / 255.0, mnist.y_train[:10_000], epochs=2, verbose=0)
+    _, accuracy = model.evaluate(mnist.x_test / 255.0, mnist.y_test, verbose=0)
+    model.save(tmp_path / "mnist_model.h5")
+
+    with running_app(tmp_path / "runs", tmp_path / "streamlit.log") as url:
+        ui.open_page(page, url + "/results", "Results")
+        page.get_by_text("Import a model or run bundle", exact=True).click()
+        upload = page.get_by_test_id("stFileUploader").locator("input[type=file]")
+        upload.set_input_files(str(tmp_path / "mnist_model.h5"))
+        done = page.get_by_test_id("stAlertContentSuccess")
+        expect(done).to_contain_text("Imported mnist_model.h5 as run", timeout=120_000)
+        shown = float(re.search(r"(\d+\.\d+)% on MNIST", done.inner_text()).group(1))
+        assert abs(shown / 100 - accuracy) <= 0.001
+        expect(ui.metric_value(page, "Input")).to_have_text("(28, 28)")
+        expect(page.get_by_test_id("stException")).to_have_count(0)
+
+        ui.open_page(page, url + "/sketch", "Sketch")
+        ui.choose(page, "Model", "imported")
+        expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+        ui.draw(page, ui.one(x=140, top=50, height=180))
+        expect(ui.metric_value(page, "Prediction")).to_have_text("1")
+        ui.wait_until_idle(page)
+        assert not tensorflow_loaded(url)
