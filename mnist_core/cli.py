@@ -202,13 +202,14 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     )
     for config_field in dataclasses.fields(TrainConfig):
         option = "--" + config_field.name.replace("_", "-")
-        described = {"default": None, "help": config_field.metadata.get("help")}
-        if config_field.type == "bool":
+        described: dict[str, Any] = {"default": None, "help": config_field.metadata.get("help")}
+        annotation = str(config_field.type)  # the annotation's text (postponed annotations)
+        if annotation == "bool":
             parser.add_argument(option, action=argparse.BooleanOptionalAction, **described)
-        elif config_field.type.startswith("tuple"):
+        elif annotation.startswith("tuple"):
             parser.add_argument(option, type=_sizes, metavar="N,N,...", **described)
         else:
-            kind = {"int": int, "float": float, "str": str}[config_field.type]
+            kind = {"int": int, "float": float, "str": str}[annotation]
             parser.add_argument(option, type=kind, **described)
 
 
@@ -584,7 +585,7 @@ def _sweep_summary(
     """The sweep as JSON: its trials ranked (those without a run last, in their order)."""
     results = {row.run_id: row for row in ranked}
     rank = {row.run_id: number for number, row in enumerate(ranked, start=1)}
-    ordered = sorted(trials, key=lambda trial: rank.get(trial.current.run_id, len(rank) + 1))
+    ordered = sorted(trials, key=lambda trial: rank.get(trial.current.run_id or "", len(rank) + 1))
     listed = []
     for trial in ordered:
         config = trial.request.config.to_dict()
@@ -594,7 +595,7 @@ def _sweep_summary(
             "state": trial.state,
             "error": trial.current.error,
         }
-        row = results.get(trial.current.run_id)
+        row = results.get(trial.current.run_id or "")
         entry.update(
             run_id=row and row.run_id,
             val_accuracy=row and row.val_accuracy,
@@ -759,9 +760,10 @@ def _import(args: argparse.Namespace) -> int:
 
         data = load_mnist(args.data)
         run = store.get(import_model_file(store, args.file, data, args.name, args.scale))
-        print(f"Pixel scale {run.imported['scale']}: {run.imported['scale_note']}.")
-        summary = {"run_id": run.run_id, "name": run.imported["name"]}
-        summary.update({key: run.imported[key] for key in ("input", "output", "scale")})
+        imported = run.imported or {}
+        print(f"Pixel scale {imported['scale']}: {imported['scale_note']}.")
+        summary = {"run_id": run.run_id, "name": imported["name"]}
+        summary.update({key: imported[key] for key in ("input", "output", "scale")})
     summary["test_accuracy"] = run.test_accuracy
     summary["model_path"] = str(run.model_path)
     _print_summary(summary, args.json)

@@ -168,7 +168,9 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown setting; known settings: {sorted(known)}")
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        fixed: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in values.items()
+        }
         return cls(**fixed)
 
 
@@ -192,7 +194,9 @@ def parse_sizes(name: str, text: str) -> tuple[int, ...]:
 # How a switch may be written as text, in a link or a sweep's grid.
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 # Each field's type as written in the class ("int", "float", "bool", "str", "tuple[int, ...]").
-_KINDS = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+# Each field's annotation as text ("float", "tuple[int, ...]"): the module's annotations are
+# strings (`from __future__ import annotations`).
+_KINDS = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
 
 
 def parse_setting(name: str, text: str) -> Any:
@@ -279,7 +283,7 @@ class DemoLimits:
         and adds a message naming the variable to `problems`, for the log and the UI.
         """
         environ = os.environ if environ is None else environ
-        caps: dict[str, float] = {}
+        caps: dict[str, Any] = {}  # int caps, and a float one for upload megabytes
         problems = []
         for variable, name in DEMO_LIMIT_VARIABLES.items():
             text = environ.get(variable, "").strip()

@@ -104,7 +104,7 @@ class MnistData:
         for name in _SPLITS:
             array = getattr(self, name)
             digest.update(f"{name}{array.shape}".encode())
-            digest.update(np.ascontiguousarray(array))
+            digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()[:16]
 
 

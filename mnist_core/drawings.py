@@ -9,6 +9,7 @@ Files are written under a temporary name and renamed, so a crash never leaves ha
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 import re
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,7 +66,8 @@ class DrawingSet:
         is_digit = isinstance(label, int | np.integer) and not isinstance(label, bool)
         if not is_digit or not 0 <= label <= 9:
             raise DataError(f"the label must be a digit from 0 to 9, got {label!r}")
-        arrays = {"digit": pixels, "label": np.uint8(label)}
+        # Any: numpy's stubs would take a key of `arrays` for savez's `allow_pickle` flag.
+        arrays: dict[str, Any] = {"digit": pixels, "label": np.uint8(label)}
         if canvas is not None:
             canvas = np.asarray(canvas)
             if canvas.dtype != np.uint8 or canvas.size > MAX_CANVAS_PIXELS * 4:
@@ -91,7 +94,7 @@ class DrawingSet:
                 continue
         return sorted(drawings, key=lambda d: (d.created, d.drawing_id), reverse=True)
 
-    def _paths(self) -> list[Path]:
+    def _paths(self) -> builtins.list[Path]:  # `list` is this class's method
         """The drawing files (by name; not yet read)."""
         try:
             return [p for p in self.root.iterdir() if _DRAWING_ID.match(p.stem)]

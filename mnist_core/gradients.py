@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from mnist_core.data import IMAGE_SHAPE
 from mnist_core.errors import ModelError
-from mnist_core.predict import compiled_per_model
+from mnist_core.predict import alive, compiled_per_model
 
 _Compiled = Callable[..., tf.Tensor]
 _gradients: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()
@@ -90,7 +90,7 @@ def _class_scores(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     )
     if not softmax_head:
         model_ref = weakref.ref(model)
-        return lambda images: model_ref()(images, training=False)
+        return lambda images: alive(model_ref)(images, training=False)
     features = keras.Model(model.input, head.input)  # everything up to the softmax layer
 
     def logits(images: tf.Tensor) -> tf.Tensor:
@@ -104,6 +104,8 @@ def _class_scores(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
 def _first_feature_maps(model: keras.Model) -> _Compiled:
     """A traced function: images (N, 28, 28) -> the first Conv2D's output (N, H, W, filters)."""
     conv = _first_layer_of(model, (keras.layers.Conv2D,))
+    if conv is None:
+        raise ModelError("this model has no convolution: it has no feature maps to show")
     features = keras.Model(model.input, conv.output)
 
     @tf.function(input_signature=[_IMAGES])

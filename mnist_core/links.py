@@ -169,7 +169,7 @@ def _apply(base: TrainConfig, settings: dict[str, Any], problems: list[str]) -> 
 
 
 def _parse_grid(items: list[str], problems: list[str]) -> list[Axis]:
-    axes = []
+    axes: list[Axis] = []
     for item in items:
         if len(axes) == MAX_AXES:
             problems.append(f"grid: a sweep varies at most {MAX_AXES} settings; ignored {item}")

@@ -40,6 +40,7 @@ from mnist_core.predict import predict_proba
 from mnist_core.runs import RunStore, read_model_file
 from mnist_core.train import TrainResult
 
+PixelScale = Literal["1", "255"]  # pixels in [0, 1] or in [0, 255]
 SCALE_TEXT = {"1": "[0, 1]", "255": "[0, 255]"}
 # The input shapes (batch left out) of a model of MNIST digits, and how they are named.
 INPUT_LAYOUTS = {(28, 28): "(28, 28)", (28, 28, 1): "(28, 28, 1)", (784,): "(784,)"}
@@ -60,7 +61,7 @@ class Adapted:
     model: keras.Model
     input: str  # the model's own input layout: "(28, 28)", "(28, 28, 1)" or "(784,)"
     output: Literal["probabilities", "logits"]
-    scale: Literal["1", "255"]  # the pixel scale the model expects
+    scale: PixelScale  # the pixel scale the model expects
     scale_note: str  # how the scale was decided, for the user
 
     def describe(self) -> dict[str, str]:
@@ -153,7 +154,7 @@ def _wrap(
     model: keras.Model,
     shape: tuple[int, ...],
     output: Literal["probabilities", "logits"],
-    scale: Literal["1", "255"],
+    scale: PixelScale,
 ) -> keras.Model:
     """(N, 28, 28) [0, 1] -> `model` in its layout and scale -> (N, 10) probabilities.
 
@@ -193,7 +194,7 @@ def _scale(
     output: Literal["probabilities", "logits"],
     sample: tuple[np.ndarray, np.ndarray],
     file_name: str,
-) -> tuple[Literal["1", "255"], str]:
+) -> tuple[PixelScale, str]:
     """The pixel scale `model` expects, and how it was told."""
     first = _first_computing_layer(model)
     if isinstance(first, keras.layers.Rescaling) and np.isclose(
@@ -210,7 +211,8 @@ def _scale(
         right = answers[np.arange(len(labels)), labels]
         loss[scale] = float(-np.log(np.clip(right, 1e-7, 1.0)).mean())
         accuracy[scale] = float((answers.argmax(axis=1) == labels).mean())
-    for scale, other in (("1", "255"), ("255", "1")):
+    pairs: tuple[tuple[PixelScale, PixelScale], ...] = (("1", "255"), ("255", "1"))
+    for scale, other in pairs:
         if loss[other] > SCALE_LOSS_RATIO * loss[scale]:
             return scale, (
                 f"measured on {len(labels):,} training digits: a mean loss of {loss[scale]:.2f} "

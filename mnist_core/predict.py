@@ -67,10 +67,19 @@ def _forward(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     return compiled_per_model(_forwards, model, _build_forward)
 
 
+def alive(model_ref: weakref.ReferenceType[keras.Model]) -> keras.Model:
+    """The model behind the weak reference a compiled function holds: alive whenever the
+    function runs, since the cache drops the function with its model."""
+    model = model_ref()
+    if model is None:
+        raise RuntimeError("a compiled function outlived its model")
+    return model
+
+
 def _build_forward(model: keras.Model) -> Callable[[tf.Tensor], tf.Tensor]:
     model_ref = weakref.ref(model)
     forward = tf.function(
-        lambda x: model_ref()(x, training=False),
+        lambda x: alive(model_ref)(x, training=False),
         input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)],
     )
     forward(tf.zeros([1, 28, 28]))  # trace now

@@ -32,6 +32,7 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ UNREACHABLE = (
 )
 
 
-def resources_per_job(environ: dict[str, str] | None = None) -> tuple[float, float]:
+def resources_per_job(environ: Mapping[str, str] | None = None) -> tuple[float, float]:
     """(CPUs, GPUs) each training asks of the cluster: `MNIST_RAY_CPUS_PER_JOB` (default 2)
     and `MNIST_RAY_GPUS_PER_JOB` (default 0). Raises JobError naming a bad value."""
     environ = environ if environ is not None else os.environ
@@ -405,7 +406,7 @@ class RayJobs(JobService):
         self.cpus, self.gpus = resources_per_job(environ)
         self.resources = dict(resources or {})
         self.queue_name = queue_name
-        self._workers = 1
+        self.workers = 1  # trainings the cluster runs at once: its CPUs or GPUs per job
         connect(address)
         self.queue = self._call(
             lambda: JobQueue.options(
@@ -417,11 +418,6 @@ class RayJobs(JobService):
             ).remote()
         )
         self._count_workers()
-
-    @property
-    def workers(self) -> int:
-        """How many trainings the cluster runs at once (its CPUs or GPUs per job)."""
-        return self._workers
 
     # --- the backend's part of the interface ---
 
@@ -490,7 +486,7 @@ class RayJobs(JobService):
         shares = [total.get("CPU", 0.0) / self.cpus]
         if self.gpus:
             shares.append(total.get("GPU", 0.0) / self.gpus)
-        self._workers = max(1, int(min(shares)))
+        self.workers = max(1, int(min(shares)))
 
     def _send_data(self) -> str:
         """MNIST into the cluster's object store, unless it is there; its fingerprint."""

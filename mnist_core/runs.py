@@ -19,6 +19,7 @@ code (Lambda layers, classes from outside Keras): a model file can never run cod
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -354,9 +355,10 @@ class RunStore:
         """
         if self.bundled is not None and path.parent == self.bundled:
             raise ModelError(f"run {path.name!r} ships with the app and cannot be replaced")
-        aside = self.root / f"{_REPLACED}{path.name}-{secrets.token_hex(3)}"
+        moved = self.root / f"{_REPLACED}{path.name}-{secrets.token_hex(3)}"
+        aside: Path | None = moved
         try:
-            os.rename(path, aside)
+            os.rename(path, moved)
         except FileNotFoundError:
             aside = None  # deleted meanwhile: the new version simply takes its place
         if aside is not None and (aside / LOGS_DIR).is_dir():
@@ -412,7 +414,7 @@ class RunStore:
                     entries.append((f"{folder}/{name}", -1, -1))
         return tuple(sorted(entries))
 
-    def clean(self, max_age: float = STALE_TEMP_SECONDS) -> list[str]:
+    def clean(self, max_age: float = STALE_TEMP_SECONDS) -> builtins.list[str]:  # not .list
         """Remove the `.tmp-*` leftovers of killed saves and deletions, and the folders
         `reserve` made for trainings killed before their first save, older than `max_age`
         seconds (by modification time); return their names.

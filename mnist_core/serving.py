@@ -351,6 +351,8 @@ def last_line(
     reason; `default` when it wrote nothing."""
     if not isinstance(log, bytes):
         log.seek(0)
-        log, _ = log.read(), log.close()
+        text = log.read()
+        log.close()
+        log = text
     lines = log.decode(errors="replace").strip().splitlines()
     return lines[-1].removeprefix("error: ") if lines else default

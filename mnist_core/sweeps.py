@@ -245,8 +245,8 @@ def results(runs: Iterable[RunInfo], settings: Sequence[str]) -> list[TrialResul
 def best(ranked: Iterable[TrialResult]) -> TrialResult | None:
     """The trial with the highest validation accuracy (the first of equals); None when no
     trial has one. Never chosen by test accuracy."""
-    scored = [row for row in ranked if row.val_accuracy is not None]
-    return max(scored, key=lambda row: row.val_accuracy, default=None)
+    scored = [(row.val_accuracy, row) for row in ranked if row.val_accuracy is not None]
+    return max(scored, key=lambda pair: pair[0], default=(None, None))[1]
 
 
 def sweep_results(trials: Sequence[JobStatus], store: RunStore) -> list[TrialResult]:
