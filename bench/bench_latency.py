@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from mnist_core.data import load_mnist
-from mnist_core.predict import predict_proba
+from mnist_core.ml.predict import predict_proba
 from mnist_core.preprocess import to_mnist
 from mnist_core.runs import PRETRAINED_DIR, RunStore
 from mnist_core.serving import OnnxModel

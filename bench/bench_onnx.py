@@ -19,10 +19,10 @@ import numpy as np
 
 from mnist_core.config import PRESETS, TrainConfig
 from mnist_core.data import load_mnist
-from mnist_core.onnx_export import export_onnx
-from mnist_core.predict import predict_proba
+from mnist_core.ml.onnx_export import export_onnx
+from mnist_core.ml.predict import predict_proba
+from mnist_core.ml.train import train
 from mnist_core.serving import OnnxModel
-from mnist_core.train import train
 
 MAX_DIFFERENCE = 1e-4
 

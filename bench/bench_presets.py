@@ -35,9 +35,9 @@ from keras import layers
 
 from mnist_core.config import ENSEMBLE_PRESETS, PRESETS, TrainConfig
 from mnist_core.data import load_mnist
-from mnist_core.ensemble import save_ensemble
+from mnist_core.ml.ensemble import save_ensemble
+from mnist_core.ml.train import train
 from mnist_core.runs import RunStore
-from mnist_core.train import train
 
 # preset -> (test accuracy to reach, most E-units it may take or None), issue 16's targets.
 TARGETS: dict[str, tuple[float, float | None]] = {
@@ -146,8 +146,8 @@ class Trainings:
 
 def validation_accuracy(store, members: list[dict], data, tta: bool) -> float:
     """Validation accuracy of an ensemble of `members` (saved runs) built here, not saved."""
-    from mnist_core.ensemble import ensemble_model
     from mnist_core.evaluate import evaluate
+    from mnist_core.ml.ensemble import ensemble_model
 
     models = [store.load_model(member["run_id"]) for member in members]
     split = store.get(members[0]["run_id"]).config.validation_split

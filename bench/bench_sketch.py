@@ -19,7 +19,7 @@ from PIL import Image
 from scipy import ndimage
 
 from mnist_core.data import load_mnist
-from mnist_core.predict import predict_proba
+from mnist_core.ml.predict import predict_proba
 from mnist_core.preprocess import to_mnist
 from mnist_core.runs import PRETRAINED_DIR, RunStore
 

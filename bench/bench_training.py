@@ -1,4 +1,4 @@
-"""Training speed: `mnist_core.train.train` (mlp preset, progress callback attached, as the
+"""Training speed: `mnist_core.ml.train.train` (mlp preset, progress callback attached, as the
 Train page uses it) against the original script's plain `model.fit` of the same model on the
 same data, measured side by side in one run, plus the cost of progress reporting.
 
@@ -24,7 +24,7 @@ from keras import layers
 
 from mnist_core.config import TrainConfig
 from mnist_core.data import load_mnist
-from mnist_core.train import _TrainingMonitor, train
+from mnist_core.ml.train import _TrainingMonitor, train
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -80,7 +80,7 @@ def original_script(
 def ours(
     data, epochs: int, seed: int, patience: int, lr_decay: bool = True
 ) -> tuple[list[float], float, float]:
-    """mnist_core.train.train on the mlp preset, with a progress hook as the Train page has
+    """mnist_core.ml.train.train on the mlp preset, with a progress hook as the Train page has
     (`lr_decay=False`: at the original script's constant learning rate).
 
     Returns per-epoch seconds, the share of training time spent reporting progress and the

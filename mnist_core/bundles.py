@@ -9,11 +9,11 @@ is imported.
 `import_bundle` treats every bundle as hostile: the upload's size, the archive's directory
 (number of files, their names, sizes and compression ratios: no paths, links or zip bombs),
 every JSON file, the probabilities array and the model's architecture are checked before the
-run is placed in the store, under a new id, with the store's atomic rename. The model is loaded
-by `runs.load_model_file`, which refuses code (Lambda layers, custom classes) and uses Keras'
-safe mode, in a subprocess that also writes its ONNX file (`serving.convert_now`): importing
-never brings TensorFlow into the web process. Anything wrong raises `ModelError` with a
-one-line message, and leaves nothing behind.
+run is placed in the store, under a new id, with the store's atomic rename. The model is
+loaded by `ml.model_files.load_model_file`, which refuses code (Lambda layers, custom classes)
+and uses Keras' safe mode, in a subprocess that also writes its ONNX file
+(`serving.convert_now`): importing never brings TensorFlow into the web process. Anything wrong
+raises `ModelError` with a one-line message, and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 
 from mnist_core.config import LIMITS, RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError, first_line
-from mnist_core.jobs import HISTORY_KEYS
+from mnist_core.progress import HISTORY_KEYS
 from mnist_core.runs import (
     PROBABILITIES_FILE,
     REPLAY_FILE,

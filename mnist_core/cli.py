@@ -265,8 +265,8 @@ def _train(args: argparse.Namespace) -> int:
         return _train_on_cluster(args, config, address)
 
     from mnist_core.data import load_mnist
+    from mnist_core.ml.train import prepare, train
     from mnist_core.runs import RunRecorder, RunStore
-    from mnist_core.train import prepare, train
 
     store = RunStore(args.runs_dir)
     # Your drawings (--drawings) and the run to fine-tune (--start-from RUN), if asked for.
@@ -305,9 +305,9 @@ def _train(args: argparse.Namespace) -> int:
 def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
     """`train --preset best`: its members one after another, then their ensemble."""
     from mnist_core.data import load_mnist
-    from mnist_core.ensemble import train_ensemble
+    from mnist_core.ml.ensemble import train_ensemble
+    from mnist_core.ml.train import prepare
     from mnist_core.runs import RunStore
-    from mnist_core.train import prepare
 
     preset = ENSEMBLE_PRESETS[args.preset]
     store = RunStore(args.runs_dir)
@@ -334,7 +334,7 @@ def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
 
 def _ensemble(args: argparse.Namespace) -> int:
     from mnist_core.data import load_mnist
-    from mnist_core.ensemble import check_members, save_ensemble
+    from mnist_core.ml.ensemble import check_members, save_ensemble
 
     store, _ = _resolve_run(args.runs_dir, args.runs[0], with_pretrained=True)
     runs = [store.get(_resolve_run(args.runs_dir, name, True)[1]) for name in args.runs]
@@ -365,7 +365,7 @@ def _train_on_cluster(args: argparse.Namespace, config: TrainConfig, address: st
         raise ConfigError(flag, "is not available with --ray (the cluster reads $MNIST_PATH)")
     import uuid
 
-    from mnist_core.job_service import job_service
+    from mnist_core.backends import job_service
     from mnist_core.runs import RunStore
 
     store = RunStore(args.runs_dir)
@@ -454,7 +454,8 @@ def _job_service(args: argparse.Namespace) -> JobService:
     """The job service that runs the sweep's trials: on the Ray cluster of `--ray ADDRESS`
     (default `$MNIST_RAY_ADDRESS`), else worker processes on this machine; either saves to the
     run store of `--runs-dir`."""
-    from mnist_core.job_service import LocalJobs, job_service, ray_address
+    from mnist_core.backends import job_service
+    from mnist_core.job_service import LocalJobs, ray_address
     from mnist_core.runs import RunStore
 
     root = RunStore(args.runs_dir).root
@@ -732,7 +733,7 @@ def _exported(store: Any, run_id: str, suffix: str) -> bytes:
         if suffix == ".h5":
             store.export_h5(run_id, path)
         else:  # a run saved before runs had an ONNX file
-            from mnist_core.onnx_export import export_onnx
+            from mnist_core.ml.onnx_export import export_onnx
 
             export_onnx(store.load_model(run_id), path)
         return path.read_bytes()
@@ -756,7 +757,7 @@ def _import(args: argparse.Namespace) -> int:
         summary["architecture"] = run.config.architecture
     else:
         from mnist_core.data import load_mnist
-        from mnist_core.model_import import import_model_file
+        from mnist_core.ml.model_import import import_model_file
 
         data = load_mnist(args.data)
         run = store.get(import_model_file(store, args.file, data, args.name, args.scale))
@@ -771,8 +772,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    from mnist_core.ml.tensorboard_logs import write_run_logs
     from mnist_core.runs import RunStore
-    from mnist_core.tensorboard_logs import write_run_logs
 
     store = RunStore(args.runs_dir)
     runs = [store.get(run_id) for run_id in args.runs] if args.runs else store.list()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_core.errors import DataError
+from mnist_core.errors import DataError, ImageError
 
 IMAGE_SIZE = 28  # MNIST images are IMAGE_SIZE x IMAGE_SIZE pixels
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
@@ -181,6 +181,19 @@ def to_float(images: np.ndarray) -> np.ndarray:
     if images.dtype != np.uint8:
         raise ValueError(f"to_float expects uint8 pixels 0-255, got dtype {images.dtype}.")
     return np.divide(images, np.float32(PIXEL_MAX), dtype=np.float32)
+
+
+def as_images(images: np.ndarray) -> np.ndarray:
+    """`images` as contiguous `(N, 28, 28)` float32 in [0, 1]: one `(28, 28)` image becomes a
+    batch of one, uint8 in [0, 255] is scaled. Raises ImageError for any other shape."""
+    array = np.asarray(images)
+    if array.shape == IMAGE_SHAPE:
+        array = array[np.newaxis]
+    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
+        raise ImageError(f"expected images of shape (N, 28, 28), got {array.shape}")
+    if array.dtype == np.uint8:
+        array = to_float(array)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def _error(problem: str) -> DataError:

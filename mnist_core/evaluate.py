@@ -97,7 +97,7 @@ class Evaluation:
 
 def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray) -> Evaluation:
     """Run `model` on `(N, 28, 28)` uint8 `images` with `(N,)` true `labels`."""
-    from mnist_core.predict import predict_proba
+    from mnist_core.ml.predict import predict_proba
 
     return Evaluation(
         labels=np.asarray(labels, dtype=np.uint8), probabilities=predict_proba(model, images)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from mnist_core import serving
-from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES
+from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, as_images
 from mnist_core.errors import ImageError, ModelError
 from mnist_core.serving import OnnxModel
 
@@ -74,7 +74,7 @@ def saliency(model: keras.Model, image: np.ndarray, label: int | None = None) ->
         ImageError: `image` is not a single 28x28 image.
         ValueError: `label` is not a digit 0-9.
     """
-    from mnist_core.gradients import gradient_times_input  # TensorFlow: only here
+    from mnist_core.ml.gradients import gradient_times_input  # TensorFlow: only here
 
     pixels = _one_image(image)
     target = -1 if label is None else _digit(label)
@@ -163,7 +163,7 @@ def first_layer(model: Model) -> FirstLayer:
     if isinstance(model, OnnxModel):
         kind, name, kernel = model.first_weights()
     else:
-        from mnist_core.gradients import first_keras_weights
+        from mnist_core.ml.gradients import first_keras_weights
 
         kind, name, kernel = first_keras_weights(model)
     if kind == "conv":
@@ -209,7 +209,7 @@ def activations(model: Model, image: np.ndarray) -> np.ndarray | None:
     if isinstance(model, OnnxModel):
         maps = model.first_feature_maps(pixels)
     else:
-        from mnist_core.gradients import first_feature_maps
+        from mnist_core.ml.gradients import first_feature_maps
 
         maps = first_feature_maps(model, pixels)
     return None if maps is None else np.ascontiguousarray(maps[0], dtype=np.float32)
@@ -220,7 +220,7 @@ def _one_image(image: np.ndarray) -> np.ndarray:
     array = np.asarray(image)
     if array.shape != IMAGE_SHAPE:
         raise ImageError(f"expected one image of shape (28, 28), got {array.shape}")
-    return serving.as_images(array)[0]
+    return as_images(array)[0]
 
 
 def _digit(label: int) -> int:

@@ -41,7 +41,7 @@ from typing import Any
 
 from mnist_core.config import TrainConfig
 from mnist_core.errors import MnistCoreError
-from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
+from mnist_core.progress import HISTORY_KEYS, ProgressEvent
 
 ACTIVE = ("starting", "running")  # a worker process holds the job
 _HIDDEN = "."  # job folders being written: not jobs yet
@@ -191,20 +191,6 @@ def ray_address(environ: dict[str, str] | None = None) -> str | None:
     when trainings run on this machine."""
     value = (environ if environ is not None else os.environ).get("MNIST_RAY_ADDRESS", "")
     return value.strip() or None
-
-
-def job_service(runs_dir: str | os.PathLike[str], ray: str | None = None) -> Any:
-    """The job service for the run store `runs_dir`: on the Ray cluster at `ray` (default
-    `MNIST_RAY_ADDRESS`) when there is one, else `LocalJobs`. Ray is imported only then.
-
-    Raises JobError when the cluster cannot be reached.
-    """
-    address = ray or ray_address()
-    if address is None:
-        return LocalJobs(runs_dir)
-    from mnist_core.ray_jobs import RayJobs
-
-    return RayJobs(runs_dir, address)
 
 
 def max_workers(environ: dict[str, str] | None = None) -> int:

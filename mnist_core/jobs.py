@@ -15,35 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnist_core.config import TrainConfig
+from mnist_core.progress import HISTORY_KEYS, ProgressEvent
 
 if TYPE_CHECKING:
     from mnist_core.data import MnistData
-    from mnist_core.train import TrainResult
+    from mnist_core.ml.train import TrainResult
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 # Niceness of a background training's threads: on a small server, the pages that visitors are
 # using (sketch predictions, page runs) get the CPU first and training takes what is left.
 TRAINING_NICENESS = 10
-
-
-@dataclass(frozen=True)
-class ProgressEvent:
-    """A snapshot of training, sent several times per epoch and at each epoch's end."""
-
-    epoch: int  # 1-based epoch being trained (or just finished, when `epoch_end`)
-    epochs: int  # planned number of epochs (early stopping may end sooner)
-    batch: int  # batches done in this epoch
-    batches: int  # batches per epoch
-    metrics: dict[str, float]  # latest loss/accuracy (and val_* at an epoch's end)
-    elapsed: float  # seconds since training started
-    eta: float  # estimated seconds left if all planned epochs run
-    epoch_end: bool = False
-
-    @property
-    def fraction(self) -> float:
-        """Share of the planned work done, in [0, 1]."""
-        done = (self.epoch - 1) * self.batches + self.batch
-        return min(1.0, done / max(1, self.epochs * self.batches))
 
 
 @dataclass
@@ -121,7 +101,7 @@ class TrainingJob:
         _lower_priority(threading.get_native_id())
         try:
             data = self.load_data()  # first: a missing data set is reported in milliseconds
-            from mnist_core.train import prepare, train
+            from mnist_core.ml.train import prepare, train
 
             data, initial_weights = prepare(self.config, data, self.store, self.drawings)
             # Here, not by the caller: a run store it cannot write to fails this job, with

@@ -21,7 +21,7 @@ Same interface as `job_service.LocalJobs` (`submit`, `status`, `jobs`, `stop`, `
   (a retry would start the training again from nothing; the visitor decides). The queue, on
   the head node, lives on.
 
-This module imports Ray; `job_service.job_service` imports it only when the variable is set.
+This module imports Ray; `backends.job_service` imports it only when the variable is set.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 
-from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, to_float
-from mnist_core.errors import ImageError, ModelError, first_line
+from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, as_images
+from mnist_core.errors import ModelError, first_line
 
 ONNX_FILE = "model.onnx"
 ONNX_ERROR_FILE = "model.onnx.error"  # why a run has no ONNX model: the export was refused
@@ -44,24 +44,11 @@ class Classifier(Protocol):
     def predict_proba(self, images: np.ndarray) -> np.ndarray: ...
 
 
-def as_images(images: np.ndarray) -> np.ndarray:
-    """`images` as contiguous `(N, 28, 28)` float32 in [0, 1]: one `(28, 28)` image becomes a
-    batch of one, uint8 in [0, 255] is scaled. Raises ImageError for any other shape."""
-    array = np.asarray(images)
-    if array.shape == IMAGE_SHAPE:
-        array = array[np.newaxis]
-    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
-        raise ImageError(f"expected images of shape (N, 28, 28), got {array.shape}")
-    if array.dtype == np.uint8:
-        array = to_float(array)
-    return np.ascontiguousarray(array, dtype=np.float32)
-
-
 def probabilities(model: Any, images: np.ndarray) -> np.ndarray:
     """`(N, 10)` probabilities from an `OnnxModel`, or from a Keras model (TensorFlow)."""
     if isinstance(model, OnnxModel):
         return model.predict_proba(images)
-    from mnist_core.predict import predict_proba
+    from mnist_core.ml.predict import predict_proba
 
     return predict_proba(model, images)
 
@@ -247,7 +234,7 @@ def onnx_error(folder: Path) -> str | None:
 
 
 class Conversions:
-    """ONNX files for runs saved without one, written by `python -m mnist_core.onnx_export`
+    """ONNX files for runs saved without one, written by `python -m mnist_core.ml.onnx_export`
     in a background subprocess (it needs TensorFlow; the web process must not).
 
     `state(folder)` starts the conversion the first time it is asked and says where it is:
@@ -329,8 +316,8 @@ def exported_model(run_id: str, runs_dir: Path, suffix: str, timeout: float = 30
 
 
 def _converter(folder: Path) -> dict[str, Any]:
-    """How to start `python -m mnist_core.onnx_export FOLDER`."""
-    return python_command("mnist_core.onnx_export", str(folder))
+    """How to start `python -m mnist_core.ml.onnx_export FOLDER`."""
+    return python_command("mnist_core.ml.onnx_export", str(folder))
 
 
 def python_command(module: str, *arguments: str) -> dict[str, Any]:

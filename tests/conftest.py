@@ -125,7 +125,7 @@ def trained(digits, small_config):
 
     Shared and read-only: tests must not train or modify its model.
     """
-    from mnist_core.train import train
+    from mnist_core.ml.train import train
 
     return train(small_config, digits)
 

@@ -15,11 +15,11 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
+from mnist_core.backends import job_service as jobs_backend
 from mnist_core.config import DemoLimits
 from mnist_core.data import TestDigits, describe_source, load_test_digits
 from mnist_core.errors import MnistCoreError, ModelError
 from mnist_core.job_service import JobError, JobService, UnavailableJobs
-from mnist_core.job_service import job_service as jobs_backend
 from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
 from mnist_core.serving import Classifier, Conversions, OnnxModel
 
@@ -115,7 +115,7 @@ def _load_onnx(path: str, modified: float) -> OnnxModel:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading TensorFlow and the model…")
 def _load_keras(model_path: str, modified: float) -> keras.Model:
-    from mnist_core.runs import load_model_file
+    from mnist_core.ml.model_files import load_model_file
 
     return load_model_file(model_path)
 

@@ -1,5 +1,5 @@
 """The learning replay on Results: a fixed panel of test digits, as the model read them after
-each epoch of training (recorded by `mnist_core.train`)."""
+each epoch of training (recorded by `mnist_core.ml.train`)."""
 
 import numpy as np
 import streamlit as st

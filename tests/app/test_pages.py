@@ -29,8 +29,8 @@ TIMEOUT = 120  # seconds per script run: importing TensorFlow alone takes severa
 def trained_runs(tmp_path_factory: pytest.TempPathFactory, mnist) -> Path:
     """A run store holding one small MLP run trained on real MNIST (2 epochs)."""
     from mnist_core.config import TrainConfig
+    from mnist_core.ml.train import train
     from mnist_core.runs import RunStore
-    from mnist_core.train import train
 
     folder = tmp_path_factory.mktemp("runs")
     result = train(TrainConfig.preset("mlp", epochs=2), mnist)
@@ -268,7 +268,7 @@ def test_sketch_averages_shifted_copies_when_asked_and_shows_the_cost(app_env: P
 
 
 def test_an_ensemble_run_shows_on_home_results_and_sketch(own_runs: Path, mnist) -> None:
-    from mnist_core.ensemble import build_ensemble
+    from mnist_core.ml.ensemble import build_ensemble
     from mnist_core.runs import RunStore
 
     store = RunStore(own_runs)
@@ -623,8 +623,8 @@ def image_captions(at: AppTest) -> list[str]:
 
 def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
     from mnist_core.explain import occlusion, saliency
+    from mnist_core.ml.model_files import load_model_file
     from mnist_core.preprocess import to_mnist
-    from mnist_core.runs import load_model_file
     from mnist_core.serving import OnnxModel
 
     canvas = canvas_with(mnist.x_test[0])  # a 7
@@ -676,8 +676,9 @@ def test_sketch_shows_what_the_mlp_sees(app_env: Path, mnist) -> None:
 
 def test_sketch_shows_the_cnns_filters_and_feature_maps(app_env: Path, mnist) -> None:
     from mnist_core.explain import saliency
+    from mnist_core.ml.model_files import load_model_file
     from mnist_core.preprocess import to_mnist
-    from mnist_core.runs import PRETRAINED_DIR, load_model_file
+    from mnist_core.runs import PRETRAINED_DIR
 
     pretrained = next(p for p in PRETRAINED_DIR.iterdir() if (p / "model.keras").is_file())
     canvas = canvas_with(mnist.x_test[1])  # a 2
@@ -1195,7 +1196,7 @@ def test_sketch_deletes_a_drawing_and_offers_the_set_as_npz(drawings_dir: Path, 
 def drawings_accuracy(run, drawings) -> float:
     """`run`'s accuracy on the drawings, percent, evaluated here from its model file."""
     from mnist_core.evaluate import evaluate
-    from mnist_core.runs import load_model_file
+    from mnist_core.ml.model_files import load_model_file
 
     images, labels = drawings.arrays()
     return evaluate(load_model_file(run.model_path), images, labels).accuracy * 100

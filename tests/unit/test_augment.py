@@ -1,4 +1,4 @@
-"""Tests for mnist_core.augment: elastic distortion, and the training pipeline that uses it."""
+"""Tests for mnist_core.ml.augment: elastic distortion, and the training pipeline that uses it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mnist_core.augment import _bilinear, elastic_distort, gaussian_kernel
 from mnist_core.config import TrainConfig
-from mnist_core.train import Batches
+from mnist_core.ml.augment import _bilinear, elastic_distort, gaussian_kernel
+from mnist_core.ml.train import Batches
 
 
 def strokes(digits, count: int = 64) -> np.ndarray:
@@ -143,8 +143,8 @@ def test_shuffled_batches_visit_every_sample_once_in_a_new_order_each_epoch(digi
 def test_training_with_elastic_distortion_is_reproducible_and_saves_plain_keras(
     digits, small_config, tmp_path
 ) -> None:
+    from mnist_core.ml.train import train
     from mnist_core.runs import RunStore
-    from mnist_core.train import train
 
     config = small_config.replace(elastic=True)
     first, again = train(config, digits), train(config, digits)

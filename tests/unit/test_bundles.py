@@ -27,7 +27,7 @@ from mnist_core.bundles import (
     read_bundle_file,
 )
 from mnist_core.errors import ModelError
-from mnist_core.predict import predict_proba
+from mnist_core.ml.predict import predict_proba
 from mnist_core.runs import PRETRAINED_DIR, PROBABILITIES_FILE, REPLAY_FILE, RUN_FILES, RunStore
 from mnist_core.serving import ONNX_FILE
 from tests.unit.test_runs import model_with_lambda

@@ -20,9 +20,10 @@ import pytest
 from PIL import Image
 
 from mnist_core.cli import main
-from mnist_core.predict import predict_proba
+from mnist_core.ml.model_files import load_model_file
+from mnist_core.ml.predict import predict_proba
 from mnist_core.preprocess import load_image, to_mnist
-from mnist_core.runs import RunStore, load_model_file
+from mnist_core.runs import RunStore
 from mnist_core.serving import predict_digit
 
 pytestmark = pytest.mark.usefixtures("keras_seed")

@@ -13,8 +13,8 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData
 from mnist_core.drawings import MAX_REPEATS, DrawingSet, mix_into
 from mnist_core.errors import ConfigError, DataError, ImageError, ModelError
+from mnist_core.ml.train import prepare, train
 from mnist_core.runs import RunStore
-from mnist_core.train import prepare, train
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

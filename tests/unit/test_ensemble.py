@@ -1,4 +1,4 @@
-"""Tests for mnist_core.ensemble and test-time augmentation (`serving.tta_probabilities`):
+"""Tests for mnist_core.ml.ensemble and test-time augmentation (`serving.tta_probabilities`):
 an ensemble run averages its members (and their shifted copies), is saved, listed, exported,
 bundled and served like any run, and refuses member lists it cannot judge."""
 
@@ -13,12 +13,13 @@ import pytest
 from mnist_core.bundles import export_bundle, import_bundle
 from mnist_core.cli import main
 from mnist_core.config import TrainConfig
-from mnist_core.ensemble import build_ensemble, check_members, ensemble_model
 from mnist_core.errors import ConfigError
-from mnist_core.predict import predict_proba
-from mnist_core.runs import RunStore, load_model_file
+from mnist_core.ml.ensemble import build_ensemble, check_members, ensemble_model
+from mnist_core.ml.model_files import load_model_file
+from mnist_core.ml.predict import predict_proba
+from mnist_core.ml.train import train
+from mnist_core.runs import RunStore
 from mnist_core.serving import TTA_SHIFTS, OnnxModel, shifted, tta_probabilities
-from mnist_core.train import train
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

@@ -13,12 +13,12 @@ import pytest
 import tensorflow as tf
 from scipy import signal
 
-from mnist_core import gradients
 from mnist_core.config import TrainConfig
 from mnist_core.errors import ImageError, ModelError
 from mnist_core.explain import activations, first_layer, occlusion, saliency
-from mnist_core.models import build_model
-from mnist_core.predict import predict_proba
+from mnist_core.ml import gradients
+from mnist_core.ml.models import build_model
+from mnist_core.ml.predict import predict_proba
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

@@ -1,10 +1,11 @@
-"""The TensorFlow line: the modules the web process uses to list data and queue trainings
-import neither TensorFlow (seconds and hundreds of megabytes), TensorBoard nor Streamlit; nor do
-the ones it predicts and explains with (ONNX Runtime), lists runs with, imports bundles with,
-plans sweeps with and reads links with."""
+"""The TensorFlow line in the layout: no module of `mnist_core` outside `mnist_core.ml` imports
+TensorFlow (seconds and hundreds of megabytes), TensorBoard or Streamlit, so the web process
+lists data, queues trainings, predicts (ONNX Runtime), imports bundles and reads links without
+them; and the library's modules import each other without cycles."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -15,28 +16,31 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        "mnist_core.data",
-        "mnist_core.job_service",
-        "mnist_core.serving",
-        "mnist_core.explain",
-        "mnist_core.runs",
-        "mnist_core.bundles",
-        "mnist_core.worker",
-        "mnist_core.cli",
-        "mnist_core.sweeps",
-        "mnist_core.links",
-    ],
+def library_modules(root: Path = ROOT, package: str = "mnist_core") -> dict[str, Path]:
+    """Every module of `package` under `root` by its dotted name (packages as `__init__`)."""
+    modules = {}
+    for path in sorted((root / package).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
+    return modules
+
+
+# Outside `mnist_core.ml`, and not run on import (`__main__` runs the command line).
+LIGHT = sorted(
+    name
+    for name in library_modules()
+    if not name.startswith("mnist_core.ml") and name != "mnist_core.__main__"
 )
-def test_module_imports_neither_tensorflow_nor_streamlit(module: str) -> None:
-    """Nor Ray, which only `MNIST_RAY_ADDRESS` or `--ray` brings in."""
-    code = (
-        f"import sys, {module}; "
-        "print(sorted(m for m in ('tensorflow', 'tensorboard', 'keras', 'streamlit', 'ray') "
-        "if m in sys.modules))"
-    )
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_no_module_outside_ml_imports_tensorflow_or_streamlit(module: str) -> None:
+    """Nor TensorBoard, nor Ray, which only `ray_jobs` imports (when `MNIST_RAY_ADDRESS` or
+    `--ray` names a cluster)."""
+    banned = ("tensorflow", "tensorboard", "keras", "streamlit")
+    banned += () if module == "mnist_core.ray_jobs" else ("ray",)
+    code = f"import sys, {module}; print(sorted(m for m in {banned!r} if m in sys.modules))"
     environ = {k: v for k, v in os.environ.items() if k != "MNIST_RAY_ADDRESS"}
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -49,8 +53,67 @@ def test_module_imports_neither_tensorflow_nor_streamlit(module: str) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_every_module_outside_ml_is_checked() -> None:
+    assert len(LIGHT) >= 20 and "mnist_core.serving" in LIGHT and "mnist_core.cli" in LIGHT
+    assert not any(name.startswith("mnist_core.ml") for name in LIGHT)
+
+
+def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
+    """The groups of `modules` that import each other in a circle, by their `import`
+    statements anywhere in the file (deferred ones inside functions too)."""
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            elif isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t != name}
+    graph = {name: {t for t in targets if t != "mnist_core"} for name, targets in graph.items()}
+    cycles, finished = [], set()
+
+    def reachable(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            for target in graph[todo.pop()] - seen:
+                seen.add(target)
+                todo.append(target)
+        return seen
+
+    for name in sorted(graph):
+        if name in finished:
+            continue
+        group = sorted(other for other in reachable(name) if name in reachable(other))
+        finished.update(group)
+        if group:
+            cycles.append(group)
+    return cycles
+
+
+def test_the_library_has_no_import_cycles() -> None:
+    assert import_cycles(library_modules()) == []
+
+
+def test_an_import_cycle_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "mnist_core"
+    (package / "ml").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from mnist_core.b import x\n")
+    (package / "b.py").write_text("def f():\n    from mnist_core.ml import c\n")
+    (package / "ml" / "__init__.py").write_text("")
+    (package / "ml" / "c.py").write_text("import mnist_core.a\n")
+    (package / "d.py").write_text("from mnist_core import a\n")
+
+    assert import_cycles(library_modules(tmp_path)) == [
+        ["mnist_core.a", "mnist_core.b", "mnist_core.ml.c"]
+    ]
+
+
 def test_the_job_service_is_local_without_a_cluster_and_ray_with_one(tmp_path: Path) -> None:
-    from mnist_core.job_service import JobError, LocalJobs, job_service
+    from mnist_core.backends import job_service
+    from mnist_core.job_service import JobError, LocalJobs
 
     assert isinstance(job_service(tmp_path), LocalJobs)
     for address in ("ray://127.0.0.2:9", "127.0.0.2:9", "no-port"):  # nothing listens there

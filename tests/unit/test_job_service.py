@@ -31,7 +31,7 @@ from mnist_core.job_service import (
     max_queue,
     max_workers,
 )
-from mnist_core.jobs import ProgressEvent
+from mnist_core.progress import ProgressEvent
 from mnist_core.runs import RunStore
 
 # A worker imports TensorFlow (3-6 s on a busy 2-core machine) before it trains.

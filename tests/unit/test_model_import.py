@@ -12,8 +12,8 @@ import pytest
 
 from mnist_core.cli import main
 from mnist_core.errors import ModelError
-from mnist_core.model_import import import_model_file
-from mnist_core.predict import predict_proba
+from mnist_core.ml.model_import import import_model_file
+from mnist_core.ml.predict import predict_proba
 from mnist_core.runs import RunStore
 from mnist_core.serving import OnnxModel
 from tests.keras_models import original_recipe

@@ -1,4 +1,4 @@
-"""Tests for mnist_core.models: the exact MLP of the original recipe, the CNN, augmentation."""
+"""Tests for mnist_core.ml.models: the exact MLP of the original recipe, the CNN, augmentation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mnist_core.config import TrainConfig
-from mnist_core.models import build_model
+from mnist_core.ml.models import build_model
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 
@@ -181,9 +181,9 @@ def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:
 
 
 def test_a_deep_network_trains_saves_and_reloads_safely(digits, small_config, tmp_path) -> None:
-    from mnist_core.predict import predict_proba
+    from mnist_core.ml.predict import predict_proba
+    from mnist_core.ml.train import train
     from mnist_core.runs import RunStore
-    from mnist_core.train import train
 
     # Batch normalisation's running statistics need a few hundred steps to settle.
     config = small_config.replace(

@@ -1,4 +1,4 @@
-"""Tests for mnist_core.predict: shapes, scaling, validation, threads, batching, no model leaks."""
+"""Tests for mnist_core.ml.predict: shapes, scaling, validation, threads, batching, leaks."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_core import predict
 from mnist_core.config import TrainConfig
 from mnist_core.errors import ImageError
-from mnist_core.models import build_model
-from mnist_core.predict import predict_proba
+from mnist_core.ml import predict
+from mnist_core.ml.models import build_model
+from mnist_core.ml.predict import predict_proba
 from mnist_core.serving import predict_digit
 
 pytestmark = pytest.mark.usefixtures("keras_seed")

@@ -39,7 +39,7 @@ def test_pretrained_onnx_model_reads_every_test_digit_as_keras_does(pretrained, 
     """The shipped model.onnx, which the web process predicts with, against Keras on all
     10,000 test digits: the same digit every time, probabilities within 1e-4 (the export's
     own limit; ONNX Runtime and TensorFlow run different kernels)."""
-    from mnist_core.predict import predict_proba
+    from mnist_core.ml.predict import predict_proba
     from mnist_core.serving import OnnxModel
 
     keras_model = RunStore(bundled=PRETRAINED_DIR).load_model(pretrained.run_id)

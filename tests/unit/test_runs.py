@@ -25,7 +25,8 @@ import pytest
 
 from mnist_core.errors import ModelError
 from mnist_core.evaluate import Evaluation
-from mnist_core.predict import predict_proba
+from mnist_core.ml.model_files import load_model_file
+from mnist_core.ml.predict import predict_proba
 from mnist_core.runs import (
     LOGS_DIR,
     PROBABILITIES_FILE,
@@ -34,7 +35,6 @@ from mnist_core.runs import (
     STALE_TEMP_SECONDS,
     RunRecorder,
     RunStore,
-    load_model_file,
     pack_run,
 )
 from mnist_core.serving import ONNX_FILE, OnnxModel
@@ -376,7 +376,7 @@ def test_lambda_layers_are_refused_and_never_run(
     if file_format == "keras2-h5":
         as_keras2_h5(path, marker)
     if not scan:  # without our own check, Keras' safe mode must refuse the file by itself
-        monkeypatch.setattr("mnist_core.runs._code_in", lambda config: None)
+        monkeypatch.setattr("mnist_core.ml.model_files._code_in", lambda config: None)
 
     with pytest.raises(ModelError) as info:
         load_model_file(path)
@@ -657,7 +657,7 @@ import numpy as np
 from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData
 from mnist_core.runs import RunRecorder, RunStore
-from mnist_core.train import train
+from mnist_core.ml.train import train
 
 role, root, meeting = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 rng = np.random.default_rng(0)

@@ -16,12 +16,13 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_core import explain, onnx_export, serving
+from mnist_core import explain, serving
 from mnist_core.config import TrainConfig
 from mnist_core.errors import ImageError, ModelError
-from mnist_core.models import build_model
-from mnist_core.onnx_export import ExportRefused, convert_run, export_onnx
-from mnist_core.predict import predict_proba
+from mnist_core.ml import onnx_export
+from mnist_core.ml.models import build_model
+from mnist_core.ml.onnx_export import ExportRefused, convert_run, export_onnx
+from mnist_core.ml.predict import predict_proba
 from mnist_core.runs import _without_optimizer
 from mnist_core.serving import ONNX_ERROR_FILE, ONNX_FILE, Conversions, OnnxModel, convert_now
 
@@ -75,7 +76,7 @@ def test_every_architecture_exports_with_the_same_probabilities(name, digits, tm
 def test_a_trained_deep_model_with_augmentation_exports_in_inference_mode(digits, tmp_path) -> None:
     """Its batch normalisation once exported in training mode (through `clone_model`) and read
     digits with probabilities up to 0.34 off; the export check refused it."""
-    from mnist_core.train import train
+    from mnist_core.ml.train import train
 
     config = TrainConfig(
         architecture="deep",
@@ -282,7 +283,8 @@ def test_a_model_holding_code_is_refused_by_the_subprocess(tmp_path) -> None:
 
 def test_a_model_file_is_written_by_a_subprocess(trained, digits, tmp_path) -> None:
     """Results' .h5 download: the web process asks `python -m mnist_core export`."""
-    from mnist_core.runs import RunStore, load_model_file
+    from mnist_core.ml.model_files import load_model_file
+    from mnist_core.runs import RunStore
 
     run_id = RunStore(tmp_path / "runs").save(trained)
 

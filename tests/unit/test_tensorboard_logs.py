@@ -1,4 +1,4 @@
-"""Tests for mnist_core.tensorboard_logs: the event files that training writes as each epoch
+"""Tests for mnist_core.ml.tensorboard_logs: the event files that training writes as each epoch
 ends, also through a run's checkpoints and final save, and those a saved run's history.json is
 turned into, read back the way TensorBoard's scalar dashboard reads them (`tensorboard
 --logdir runs/`)."""
@@ -15,10 +15,10 @@ from tensorboard.backend.event_processing import data_provider, plugin_event_mul
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 
 from mnist_core.data import MnistData
-from mnist_core.jobs import ProgressEvent
+from mnist_core.ml.tensorboard_logs import SCALAR_METADATA, write_history, write_run_logs
+from mnist_core.ml.train import TrainResult, train
+from mnist_core.progress import ProgressEvent
 from mnist_core.runs import RunRecorder, RunStore
-from mnist_core.tensorboard_logs import SCALAR_METADATA, write_history, write_run_logs
-from mnist_core.train import TrainResult, train
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

@@ -1,4 +1,4 @@
-"""Tests for mnist_core.train: history, progress events, stop requests, early stopping, best
+"""Tests for mnist_core.ml.train: history, progress events, stop requests, early stopping, best
 weights, determinism, the background job, and the mlp preset on real MNIST."""
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from mnist_core.config import TrainConfig
 from mnist_core.data import MnistData
 from mnist_core.errors import DataError
 from mnist_core.evaluate import evaluate
-from mnist_core.jobs import HISTORY_KEYS, TRAINING_NICENESS, ProgressEvent, TrainingJob
-from mnist_core.models import STEPS_PER_EXECUTION
-from mnist_core.predict import predict_proba
-from mnist_core.train import replay_panel, train
+from mnist_core.jobs import TRAINING_NICENESS, TrainingJob
+from mnist_core.ml.models import STEPS_PER_EXECUTION
+from mnist_core.ml.predict import predict_proba
+from mnist_core.ml.train import replay_panel, train
+from mnist_core.progress import HISTORY_KEYS, ProgressEvent
 
 pytestmark = pytest.mark.usefixtures("keras_seed")
 

@@ -1,4 +1,4 @@
-"""Keras model -> ONNX file, checked: `python -m mnist_core.onnx_export RUN_FOLDER...`.
+"""Keras model -> ONNX file, checked: `python -m mnist_core.ml.onnx_export RUN_FOLDER...`.
 
 Training-only layers (random shift, rotation, zoom, noise) do nothing at inference and are
 left out of the exported graph: ONNX Runtime refuses the random ops they would bring. The file
@@ -111,7 +111,7 @@ def export_onnx(
     `images` (default `check_images()`) are run through both; the file is written only when
     they agree within `MAX_DIFFERENCE`. Raises ModelError otherwise, or when the export fails.
     """
-    from mnist_core.predict import predict_proba
+    from mnist_core.ml.predict import predict_proba
 
     target = Path(target)
     images = check_images() if images is None else images
@@ -145,7 +145,7 @@ def convert_run(folder: Path) -> float:
     A refused export is recorded in the folder (`serving.onnx_error`) and raised as
     ModelError, as is a model that cannot be loaded (nothing recorded then).
     """
-    from mnist_core.runs import load_model_file
+    from mnist_core.ml.model_files import load_model_file
 
     model = load_model_file(folder / "model.keras")  # refuses code; Keras' safe mode
     try:
@@ -174,7 +174,7 @@ def main(argv: list[str]) -> int:
     """Convert each run folder; the exit status says how the last failure went (0: all done,
     1: a model could not be loaded, EXPORT_REFUSED: an export disagreed with Keras)."""
     if not argv:
-        print("usage: python -m mnist_core.onnx_export RUN_FOLDER...", file=sys.stderr)
+        print("usage: python -m mnist_core.ml.onnx_export RUN_FOLDER...", file=sys.stderr)
         return 2
     status = 0
     for folder in argv:

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_core.serving import as_images
+from mnist_core.data import as_images
 
 _BATCH = 2048  # images per call: bounds activation memory for big inputs
 _forwards: weakref.WeakKeyDictionary[keras.Model, Callable[[tf.Tensor], tf.Tensor]] = (

@@ -35,14 +35,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_core.augment import elastic_distort
 from mnist_core.config import TrainConfig
 from mnist_core.data import PIXEL_MAX, MnistData
 from mnist_core.errors import ConfigError
 from mnist_core.evaluate import Evaluation, evaluate
-from mnist_core.jobs import HISTORY_KEYS, ProgressEvent
-from mnist_core.models import build_model
-from mnist_core.tensorboard_logs import EpochLog
+from mnist_core.ml.augment import elastic_distort
+from mnist_core.ml.models import build_model
+from mnist_core.ml.tensorboard_logs import EpochLog
+from mnist_core.progress import HISTORY_KEYS, ProgressEvent
 
 
 @dataclass

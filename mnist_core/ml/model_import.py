@@ -1,6 +1,6 @@
 """Bring your own model: a Keras classifier of MNIST digits (`.keras` or `.h5`) as a run.
 
-`import_model_file` loads the file without running code stored in it (`runs.read_model_file`:
+`import_model_file` loads the file without running code stored in it (`model_files.read_model_file`:
 safe mode, Lambda layers and custom classes refused), finds out what the model expects and
 gives, wraps it so that it reads this project's digits — `(N, 28, 28)` floats in [0, 1] — and
 answers ten probabilities, scores it on MNIST's test set and saves it as a run: metrics,
@@ -34,11 +34,12 @@ from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, PIXEL_MAX, MnistData
 from mnist_core.errors import ModelError
 from mnist_core.evaluate import evaluate
 from mnist_core.import_jobs import Scale
-from mnist_core.jobs import HISTORY_KEYS
-from mnist_core.onnx_export import call_in_inference_mode, inference_model, layer_chain
-from mnist_core.predict import predict_proba
-from mnist_core.runs import RunStore, read_model_file
-from mnist_core.train import TrainResult
+from mnist_core.ml.model_files import read_model_file
+from mnist_core.ml.onnx_export import call_in_inference_mode, inference_model, layer_chain
+from mnist_core.ml.predict import predict_proba
+from mnist_core.ml.train import TrainResult
+from mnist_core.progress import HISTORY_KEYS
+from mnist_core.runs import RunStore
 
 PixelScale = Literal["1", "255"]  # pixels in [0, 1] or in [0, 255]
 SCALE_TEXT = {"1": "[0, 1]", "255": "[0, 255]"}

@@ -26,11 +26,12 @@ from mnist_core.config import EnsemblePreset, TrainConfig
 from mnist_core.data import IMAGE_SHAPE, MnistData
 from mnist_core.errors import ConfigError
 from mnist_core.evaluate import Evaluation, evaluate
-from mnist_core.jobs import HISTORY_KEYS
-from mnist_core.onnx_export import inference_model
-from mnist_core.runs import RunInfo, RunRecorder, RunStore, load_model_file
+from mnist_core.ml.model_files import load_model_file
+from mnist_core.ml.onnx_export import inference_model
+from mnist_core.ml.train import ProgressHook, TrainResult, train
+from mnist_core.progress import HISTORY_KEYS
+from mnist_core.runs import RunInfo, RunRecorder, RunStore
 from mnist_core.serving import TTA_SHIFTS
-from mnist_core.train import ProgressHook, TrainResult, train
 
 MIN_MEMBERS = 2
 MAX_MEMBERS = 10  # each member's weights live in the ensemble's model file

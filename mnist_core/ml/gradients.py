@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from mnist_core.data import IMAGE_SHAPE
 from mnist_core.errors import ModelError
-from mnist_core.predict import alive, compiled_per_model
+from mnist_core.ml.predict import alive, compiled_per_model
 
 _Compiled = Callable[..., tf.Tensor]
 _gradients: weakref.WeakKeyDictionary[keras.Model, _Compiled] = weakref.WeakKeyDictionary()
