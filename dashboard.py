@@ -42,7 +42,7 @@ with st.sidebar:
         st.caption("No model yet: train one on the Train page.")
     else:
         st.metric("Active model", f"{run.title} · {run.test_accuracy:.2%}")
-        st.caption(f"Run `{run.run_id}`" + (" (pretrained)" if run.bundled else ""))
+        st.caption(f"Run `{run.run_id}`" + (" (pretrained)" if run.pretrained else ""))
     st.caption(f"MNIST: {app_state.data_source()}")
 
 page.run()

@@ -37,7 +37,7 @@ def main() -> None:
     images, labels = DrawingSet(args.drawings).arrays()
     if len(images) == 0:
         sys.exit("no drawings: keep some on the Sketch page or run bench/make_drawings.py")
-    store = RunStore(bundled=PRETRAINED_DIR)
+    store = RunStore(pretrained=PRETRAINED_DIR)
     runs = [store.get(run_id) for run_id in args.runs] if args.runs else store.list()
     print(f"{len(images)} drawings, {np.bincount(labels, minlength=10).tolist()} per digit")
     print(f"{'run':<30} {'augmentation':<16} {'MNIST test':>10} {'drawings':>9} {'gap':>7}")

@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     data = load_mnist()
     inputs = canvases(data, 50)
-    store = RunStore(bundled=PRETRAINED_DIR)
+    store = RunStore(pretrained=PRETRAINED_DIR)
     newest = {}
     for run in store.list():
         newest.setdefault(run.config.architecture, run)

@@ -73,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_mnist()
-    store = RunStore(bundled=PRETRAINED_DIR)
+    store = RunStore(pretrained=PRETRAINED_DIR)
     run = store.best() if args.run == "best" else store.get(args.run)
     if run is None:
         sys.exit("no trained run found: train one with `python -m mnist_core train` first")

@@ -801,7 +801,7 @@ def _resolve_run(runs_dir: str | None, name: str, with_pretrained: bool = False)
             )
         return store, run.run_id
     if with_pretrained:
-        store = RunStore(runs_dir, bundled=PRETRAINED_DIR)
+        store = RunStore(runs_dir, pretrained=PRETRAINED_DIR)
     return store, store.get(name).run_id
 
 

@@ -174,7 +174,7 @@ class TrainConfig:
         return cls(**fixed)
 
 
-def describe(name: str) -> str:
+def setting_help(name: str) -> str:
     """What the `TrainConfig` setting `name` does, as a sentence (for help texts)."""
     text = next(f for f in dataclasses.fields(TrainConfig) if f.name == name).metadata["help"]
     return text[0].upper() + text[1:] + "."
@@ -353,7 +353,7 @@ class DemoLimits:
             ),
         )
 
-    def describe(self) -> str:
+    def caption(self) -> str:
         """The training caps in one sentence, for the UI; empty when there is none.
 
         Example: "This server limits training to 3 epochs, 64 units per dense layer and

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_core.data import MnistData
+from mnist_core.data import IMAGE_SHAPE, PIXEL_MAX, MnistData
 from mnist_core.errors import DataError, ImageError
 
 _DRAWING_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
@@ -140,7 +140,7 @@ class DrawingSet:
 
 
 def _arrays(drawings: list[Drawing]) -> tuple[np.ndarray, np.ndarray]:
-    images = np.zeros((len(drawings), 28, 28), dtype=np.uint8)
+    images = np.zeros((len(drawings), *IMAGE_SHAPE), dtype=np.uint8)
     for row, drawing in enumerate(drawings):
         images[row] = drawing.digit
     return images, np.array([d.label for d in drawings], dtype=np.uint8)
@@ -169,13 +169,13 @@ def mix_into(
 
 def _as_uint8_digit(digit: np.ndarray) -> np.ndarray:
     pixels = np.asarray(digit)
-    if pixels.shape != (28, 28):
+    if pixels.shape != IMAGE_SHAPE:
         raise ImageError(f"a drawing must be 28x28 pixels, got shape {pixels.shape}")
     if pixels.dtype == np.uint8:
         return pixels.copy()
     if not np.issubdtype(pixels.dtype, np.floating) or not np.all(np.isfinite(pixels)):
         raise ImageError("a drawing must be uint8, or floats in [0, 1] without NaN")
-    return np.round(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.round(np.clip(pixels, 0.0, 1.0) * PIXEL_MAX).astype(np.uint8)
 
 
 def _read(path: Path) -> Drawing:

@@ -112,3 +112,25 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
 
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
+@dataclass(frozen=True)
+class ReplayFrame:
+    """The learning replay's panel as the model read it after one epoch."""
+
+    predicted: np.ndarray  # (N,) int64 digit read for each test digit (0 off the panel)
+    confidence: np.ndarray  # (N,) float32 its probability (0 off the panel)
+    right: int  # panel digits read right
+
+
+def replay_frame(
+    indices: np.ndarray, answers: np.ndarray, labels: np.ndarray, epoch: int
+) -> ReplayFrame:
+    """The panel `indices` (P,) of the test set with true `labels` (N,), read after `epoch`
+    (1-based) from `answers` (epochs, P, 10), as full-length arrays a gallery can index."""
+    predicted = np.zeros(len(labels), dtype=np.int64)
+    confidence = np.zeros(len(labels), dtype=np.float32)
+    predicted[indices] = answers[epoch - 1].argmax(axis=1)
+    confidence[indices] = answers[epoch - 1].max(axis=1)
+    right = int(np.sum(predicted[indices] == labels[indices]))
+    return ReplayFrame(predicted, confidence, right)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import html
 import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import plotly.colors
@@ -13,6 +15,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from mnist_core.data import PIXEL_MAX
 from mnist_core.sweeps import TrialResult, best, format_value
 
 _COLOURS = plotly.colors.qualitative.Plotly
@@ -234,7 +237,7 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
     pixels = np.asarray(image)
     if pixels.dtype == np.uint8:
         return pixels
-    scaled = np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0) * 255
+    scaled = np.clip(np.nan_to_num(pixels.astype(np.float32)), 0.0, 1.0) * PIXEL_MAX
     return scaled.round().astype(np.uint8)
 
 
@@ -280,9 +283,30 @@ def gallery_html(
             f'<figcaption style="font-size:0.8rem;color:{colour}">'
             f"{labels[index]} → {predicted[index]} ({confidence[index]:.0%})</figcaption></figure>"
         )
+    return _grid("digit-gallery", tiles, tile_px=84, gap_px=8)
+
+
+def drawings_html(drawings: Sequence[Any]) -> str:
+    """An HTML grid of the user's kept drawings (`drawings.Drawing`s): each digit as the model
+    sees it, captioned with its label; each tile's tooltip names the drawing's id."""
+    tiles = []
+    for drawing in drawings:
+        source = "data:image/png;base64," + base64.b64encode(digit_png(drawing.digit)).decode()
+        tiles.append(
+            f'<figure class="drawing" title="{html.escape(drawing.drawing_id)}" '
+            'style="margin:0;text-align:center">'
+            f'<img src="{source}" width="48" height="48" '
+            f'alt="your {drawing.label}" style="image-rendering:pixelated"/>'
+            f'<figcaption style="font-size:0.8rem">{drawing.label}</figcaption></figure>'
+        )
+    return _grid("drawings", tiles, tile_px=56, gap_px=6)
+
+
+def _grid(css_class: str, tiles: list[str], tile_px: int, gap_px: int) -> str:
+    """`tiles` (HTML figures) in a grid of as many columns of `tile_px` as the width holds."""
     return (
-        '<div class="digit-gallery" style="display:grid;'
-        'grid-template-columns:repeat(auto-fill,minmax(84px,1fr));gap:8px">'
+        f'<div class="{css_class}" style="display:grid;'
+        f'grid-template-columns:repeat(auto-fill,minmax({tile_px}px,1fr));gap:{gap_px}px">'
         + "".join(tiles)
         + "</div>"
     )

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from mnist_core.data import to_float
 from mnist_core.figures import as_uint8, pandas_first, png_bytes
 
 DIVERGING = "RdBu_r"  # red: raises the score / excites the unit; blue: the opposite
@@ -34,7 +35,7 @@ def saliency_figure(image: np.ndarray, values: np.ndarray, score_name: str) -> g
     pixel's value. `score_name` says what the values measure, e.g. "drop in p(7)".
     """
     pixels = np.asarray(image)
-    pixels = pixels / np.float32(255) if pixels.dtype == np.uint8 else pixels.astype(np.float32)
+    pixels = to_float(pixels) if pixels.dtype == np.uint8 else pixels.astype(np.float32)
     values = np.asarray(values, dtype=np.float32)
     largest = float(np.abs(values).max()) or 1.0
     figure = make_subplots(

@@ -32,7 +32,7 @@ class TrainingJob:
 
     The thread never touches any user interface: it only updates this object, which a UI
     polls (`snapshot()`) and can ask to stop (`stop()`). `on_done(result)` runs in the thread
-    after training, e.g. to save the run; its return value is kept as `outcome`.
+    after training to save the run; the id it returns is kept as `run_id`.
     `on_checkpoint(result)` is passed to `train` (see there) and `on_failure()` runs when
     training or `on_done` fails: together they let a `runs.RunRecorder` keep the best model
     of a run that never finishes. `reserve_logs(architecture)` gives `train` its `log_dir`,
@@ -41,7 +41,7 @@ class TrainingJob:
 
     config: TrainConfig
     load_data: Callable[[], MnistData]
-    on_done: Callable[[TrainResult], Any] | None = None
+    on_done: Callable[[TrainResult], str] | None = None
     on_checkpoint: Callable[[TrainResult], None] | None = None
     on_failure: Callable[[], None] | None = None
     reserve_logs: Callable[[str], Path] | None = None
@@ -51,7 +51,7 @@ class TrainingJob:
     progress: ProgressEvent | None = None
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
     result: TrainResult | None = None
-    outcome: Any = None
+    run_id: str | None = None  # the saved run's, once `on_done` has returned it
     error: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -82,7 +82,7 @@ class TrainingJob:
                 "progress": self.progress,
                 "history": {k: list(v) for k, v in self.history.items()},
                 "error": self.error,
-                "outcome": self.outcome,
+                "run_id": self.run_id,
                 "stop_requested": self._stop.is_set(),
             }
 
@@ -117,9 +117,9 @@ class TrainingJob:
                 initial_weights=initial_weights,
                 log_dir=log_dir,
             )
-            outcome = self.on_done(result) if self.on_done is not None else None
+            run_id = self.on_done(result) if self.on_done is not None else None
             with self._lock:
-                self.result, self.outcome = result, outcome
+                self.result, self.run_id = result, run_id
                 self.state = "stopped" if result.stopped else "finished"
         except Exception as error:  # noqa: BLE001 - reported to the UI instead of lost
             message = str(error) or type(error).__name__

@@ -43,7 +43,7 @@ class Link:
     axes: tuple[Axis, ...]  # its sweep's grid: up to MAX_AXES settings and their values
     problems: tuple[str, ...]  # a sentence for each parameter not used as given
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         """The link's setup in words: `the cnn preset with learning_rate=0.003 · epochs=3`."""
         changes = _changes(PRESETS[self.preset], self.config)
         text = f"the {self.preset} preset"

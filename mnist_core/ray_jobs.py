@@ -353,7 +353,7 @@ class Trainer:
         for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
             os.environ[variable] = str(max(1, round(cpus)))
         with tempfile.TemporaryDirectory(prefix="mnist-job-") as folder:
-            store = RunStore(folder, bundled=PRETRAINED_DIR)
+            store = RunStore(folder, pretrained=PRETRAINED_DIR)
             if extras.get("start_run"):  # under its own id, as the config names it
                 store.add_packed(extras["start_run"], run_id=config.start_from)
             drawings = _Drawings(*extras["drawings"]) if extras.get("drawings") else None
@@ -399,7 +399,7 @@ class RayJobs(JobService):
         from mnist_core.runs import PRETRAINED_DIR, RunStore
 
         self.address = address
-        self.store = RunStore(runs_dir, bundled=PRETRAINED_DIR)
+        self.store = RunStore(runs_dir, pretrained=PRETRAINED_DIR)
         self.environ = environ if environ is not None else os.environ
         self.queue_limit = queue_limit if queue_limit is not None else max_queue(environ)
         self.sweep_limit = max_sweep(environ)

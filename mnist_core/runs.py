@@ -39,6 +39,7 @@ import numpy as np
 
 from mnist_core.config import RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError, first_line
+from mnist_core.evaluate import Evaluation
 from mnist_core.serving import ONNX_FILE
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
@@ -65,7 +66,7 @@ class RunInfo:
     config: TrainConfig
     history: dict[str, list[float]]
     metrics: dict[str, Any]
-    bundled: bool = False  # shipped with the package: read-only
+    pretrained: bool = False  # shipped with the package: read-only
 
     @property
     def model_path(self) -> Path:
@@ -155,8 +156,16 @@ class RunInfo:
     def label(self) -> str:
         """One line for pickers: id, model, accuracy, status."""
         status = f", {self.status}" if self.status != "completed" else ""
-        bundled = " (pretrained)" if self.bundled else ""
-        return f"{self.run_id} · {self.model_name} · {self.test_accuracy:.2%}{status}{bundled}"
+        shipped = " (pretrained)" if self.pretrained else ""
+        return f"{self.run_id} · {self.model_name} · {self.test_accuracy:.2%}{status}{shipped}"
+
+    def evaluation(self, labels: np.ndarray) -> Evaluation | None:
+        """The run's answers on the test set whose true digits are `labels` (N,), as saved
+        with it; None for a run saved without them or scored on another test set."""
+        probabilities = self.test_probabilities()
+        if probabilities is None or len(probabilities) != len(labels):
+            return None
+        return Evaluation(labels=np.asarray(labels, dtype=np.uint8), probabilities=probabilities)
 
     def test_probabilities(self) -> np.ndarray | None:
         """(N_test, 10) float32 saved with the run, or None for runs saved without them."""
@@ -199,16 +208,17 @@ class RunInfo:
 class RunStore:
     """Runs under `root` (default: env `MNIST_RUNS_DIR`, else `runs/` in the working dir).
 
-    Runs under `bundled` (e.g. `PRETRAINED_DIR`) are listed too, but never written or deleted.
+    Runs under `pretrained` (e.g. `PRETRAINED_DIR`, shipped with the package) are listed too,
+    but never written or deleted.
     """
 
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
-        bundled: str | os.PathLike[str] | None = None,
+        pretrained: str | os.PathLike[str] | None = None,
     ) -> None:
         self.root = Path(root or os.environ.get("MNIST_RUNS_DIR") or "runs").resolve()
-        self.bundled = Path(bundled).resolve() if bundled else None
+        self.pretrained = Path(pretrained).resolve() if pretrained else None
 
     def save(
         self,
@@ -351,7 +361,7 @@ class RunStore:
         The old version is moved aside first; a process killed between the two renames
         leaves it aside, and `clean` puts it back.
         """
-        if self.bundled is not None and path.parent == self.bundled:
+        if self.pretrained is not None and path.parent == self.pretrained:
             raise ModelError(f"run {path.name!r} ships with the app and cannot be replaced")
         moved = self.root / f"{_REPLACED}{path.name}-{secrets.token_hex(3)}"
         aside: Path | None = moved
@@ -377,7 +387,7 @@ class RunStore:
         """
         self.clean()
         runs = []
-        for folder in (self.root, self.bundled):
+        for folder in (self.root, self.pretrained):
             if folder is None or not folder.is_dir():
                 continue
             for path in folder.iterdir():
@@ -397,7 +407,7 @@ class RunStore:
         each run folder's name and its metrics.json's modification time and inode (every
         save writes a whole folder and renames it into place)."""
         entries = []
-        for folder in (self.root, self.bundled):
+        for folder in (self.root, self.pretrained):
             if folder is None:
                 continue
             try:
@@ -487,7 +497,7 @@ class RunStore:
     def delete(self, run_id: str) -> None:
         """Remove a run. It disappears from listings at once, even if removal is interrupted."""
         path = self._path(run_id)
-        if self.bundled is not None and path.parent == self.bundled:
+        if self.pretrained is not None and path.parent == self.pretrained:
             raise ModelError(f"run {run_id!r} ships with the app and cannot be deleted")
         trash = self.root / f"{_TEMP_PREFIX}deleted-{run_id}-{secrets.token_hex(3)}"
         try:
@@ -527,8 +537,8 @@ class RunStore:
     def _path(self, run_id: str) -> Path:
         if not isinstance(run_id, str) or not RUN_ID.match(run_id):
             raise ModelError(f"{run_id!r} is not a run id; list the runs to pick one")
-        if self.bundled is not None and (self.bundled / run_id).is_dir():
-            return self.bundled / run_id
+        if self.pretrained is not None and (self.pretrained / run_id).is_dir():
+            return self.pretrained / run_id
         return self.root / run_id
 
     def _read(self, path: Path) -> RunInfo:
@@ -546,7 +556,7 @@ class RunStore:
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as error:
             raise ModelError(f"run {path.name!r} is damaged ({error}); delete it") from error
         return RunInfo(
-            path.name, path, config, history, metrics, bundled=path.parent == self.bundled
+            path.name, path, config, history, metrics, pretrained=path.parent == self.pretrained
         )
 
 

@@ -34,7 +34,7 @@ def run(folder: Path) -> int:
 
     request = read_request(folder)
     # Fine-tuning may start from the pretrained run.
-    store = RunStore(bundled=PRETRAINED_DIR)
+    store = RunStore(pretrained=PRETRAINED_DIR)
 
     def report(state: JobState) -> None:
         write_state(folder, replace(state, updated=time.time()))
@@ -88,7 +88,7 @@ def follow(
             progress=snapshot["progress"],
             history=snapshot["history"],
             error=snapshot["error"],
-            run_id=snapshot["outcome"] or recorder.run_id,
+            run_id=snapshot["run_id"] or recorder.run_id,
         )
         if state != reported:
             report(state)

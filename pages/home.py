@@ -32,7 +32,7 @@ if run is None:
 else:
     st.write(
         f"**{run.title}** run `{run.run_id}`"
-        + (" (pretrained, ships with the app)" if run.bundled else "")
+        + (" (pretrained, ships with the app)" if run.pretrained else "")
         + f": {run.test_accuracy:.2%} test accuracy after {run.metrics.get('epochs_run')} epochs."
     )
 st.caption(f"MNIST data: {app_state.data_source()}")
@@ -46,7 +46,7 @@ if runs:
                 "model": r.model_name,
                 "test accuracy": f"{r.test_accuracy:.2%}",
                 "epochs": r.metrics.get("epochs_run"),
-                "status": r.status + (" (pretrained)" if r.bundled else ""),
+                "status": r.status + (" (pretrained)" if r.pretrained else ""),
                 "created": r.metrics.get("created", "")[:19].replace("T", " "),
             }
             for r in runs[:10]

@@ -20,14 +20,14 @@ ORDERS = {
 
 
 def run_evaluation(run, data) -> Evaluation:
-    """The run's answers on the test set: stored with the run, or computed once and cached."""
-    probabilities = run.test_probabilities()
-    if probabilities is None or len(probabilities) != len(data.y_test):
-        model = app_state.prediction_model(run)
-        if model is None:
-            st.stop()  # said why; the page reruns once the model is ready
-        probabilities = serving.probabilities(model, data.x_test)
-    return Evaluation(labels=data.y_test, probabilities=probabilities)
+    """The run's answers on the test set: stored with the run, or computed by its model."""
+    evaluation = run.evaluation(data.y_test)
+    if evaluation is not None:
+        return evaluation
+    model = app_state.prediction_model(run)
+    if model is None:
+        st.stop()  # said why; the page reruns once the model is ready
+    return Evaluation(labels=data.y_test, probabilities=serving.probabilities(model, data.x_test))
 
 
 def select_cell() -> None:

@@ -15,7 +15,7 @@ from mnist_core.config import (
     PRESETS,
     DemoLimits,
     TrainConfig,
-    describe,
+    setting_help,
 )
 from mnist_core.errors import ConfigError, MnistCoreError
 from mnist_core.figures import history_figure
@@ -147,7 +147,7 @@ def _element(setting: Setting, limits: DemoLimits) -> tuple[str, dict[str, Any]]
     """The Streamlit element that shows `setting` and its arguments on this server."""
     kwargs: dict[str, Any] = {
         "key": train_form.key(setting.field),
-        "help": setting.help or describe(setting.field),
+        "help": setting.help or setting_help(setting.field),
     }
     widget = setting.widget
     if setting.field == "epochs":  # up to this server's cap
@@ -337,8 +337,8 @@ def format_seconds(seconds: float) -> str:
 
 st.title("Train")
 limits = app_state.demo_limits()
-if limits.describe():
-    st.caption(limits.describe(), help="Caps set by whoever runs this server, for its memory.")
+if limits.caption():
+    st.caption(limits.caption(), help="Caps set by whoever runs this server, for its memory.")
 service = app_state.job_service()
 share_view.load_train_again(limits)
 share_view.open_settings_link(limits)

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from mnist_core.config import TrainConfig
-from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, PIXEL_MAX, MnistData
+from mnist_core.data import IMAGE_SHAPE, IMAGE_SIZE, NUM_CLASSES, PIXEL_MAX, MnistData
 from mnist_core.errors import ModelError
 from mnist_core.evaluate import evaluate
 from mnist_core.import_jobs import Scale
@@ -44,7 +44,9 @@ from mnist_core.runs import RunStore
 PixelScale = Literal["1", "255"]  # pixels in [0, 1] or in [0, 255]
 SCALE_TEXT = {"1": "[0, 1]", "255": "[0, 255]"}
 # The input shapes (batch left out) of a model of MNIST digits, and how they are named.
-INPUT_LAYOUTS = {(28, 28): "(28, 28)", (28, 28, 1): "(28, 28, 1)", (784,): "(784,)"}
+INPUT_LAYOUTS = {
+    layout: str(layout) for layout in (IMAGE_SHAPE, (*IMAGE_SHAPE, 1), (IMAGE_SIZE * IMAGE_SIZE,))
+}
 SUFFIXES = (".keras", ".h5")
 KIND = "imported"  # the word in an imported run's id
 SCALE_SAMPLE = 1_000  # training digits that tell the pixel scale
@@ -65,7 +67,7 @@ class Adapted:
     scale: PixelScale  # the pixel scale the model expects
     scale_note: str  # how the scale was decided, for the user
 
-    def describe(self) -> dict[str, str]:
+    def record(self) -> dict[str, str]:
         return {
             "input": self.input,
             "output": self.output,
@@ -102,7 +104,7 @@ def import_model_file(
         "sha256": hashlib.sha256(raw).hexdigest(),
         "bytes": len(raw),
         "parameters": int(model.count_params()),
-        **adapted.describe(),
+        **adapted.record(),
     }
     result = TrainResult(
         model=adapted.model,

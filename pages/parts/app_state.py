@@ -56,8 +56,8 @@ Notice = tuple[str, str]  # what opening a link says: ("info" or "warning", its 
 
 
 def run_store() -> RunStore:
-    """The run store (`MNIST_RUNS_DIR`, default `runs/`), with the bundled pretrained run."""
-    return RunStore(bundled=PRETRAINED_DIR)
+    """The run store (`MNIST_RUNS_DIR`, default `runs/`), and the pretrained run it ships with."""
+    return RunStore(pretrained=PRETRAINED_DIR)
 
 
 def list_runs() -> list[RunInfo]:
@@ -65,13 +65,13 @@ def list_runs() -> list[RunInfo]:
     since the last call of any session (`RunStore.signature`); whether a checkpoint's
     training process is still alive is checked on every call."""
     store = run_store()
-    runs = _runs(str(store.root), str(store.bundled), store.signature())
+    runs = _runs(str(store.root), str(store.pretrained), store.signature())
     return [run for run in runs if not run.training]
 
 
 @st.cache_resource(max_entries=2, show_spinner=False)
-def _runs(root: str, bundled: str, signature: tuple) -> tuple[RunInfo, ...]:
-    return tuple(RunStore(root, bundled=bundled).list(include_training=True))
+def _runs(root: str, pretrained: str, signature: tuple) -> tuple[RunInfo, ...]:
+    return tuple(RunStore(root, pretrained=pretrained).list(include_training=True))
 
 
 def active_run(runs: list[RunInfo] | None = None) -> RunInfo | None:

@@ -3,8 +3,6 @@ models on them (Sketch, Train and Results use these)."""
 
 from __future__ import annotations
 
-import base64
-import html
 from collections import Counter
 from collections.abc import Callable
 
@@ -12,9 +10,9 @@ import numpy as np
 import streamlit as st
 
 from mnist_core import serving
-from mnist_core.drawings import Drawing, DrawingSet
+from mnist_core.drawings import DrawingSet
 from mnist_core.errors import MnistCoreError
-from mnist_core.figures import digit_png
+from mnist_core.figures import drawings_html
 from pages.parts import app_state, train_form
 
 ADDED = "drawings_added"  # the message after adding, shown once on the next run
@@ -100,7 +98,7 @@ def manage() -> None:
             + ", ".join(f"{digit}: {counts.get(digit, 0)}" for digit in range(10))
             + f" · stored in {drawings.root}"
         )
-        st.html(thumbnails(saved))
+        st.html(drawings_html(saved))
         left, right = st.columns([3, 1])
         chosen = left.selectbox(
             "Drawing",
@@ -130,25 +128,6 @@ def _delete(drawing_id: str) -> None:
         drawing_set().delete(drawing_id)
     except MnistCoreError as error:
         st.session_state[ERROR] = str(error)
-
-
-def thumbnails(drawings: list[Drawing]) -> str:
-    tiles = []
-    for drawing in drawings:
-        source = base64.b64encode(digit_png(drawing.digit)).decode()
-        tiles.append(
-            f'<figure class="drawing" title="{html.escape(drawing.drawing_id)}" '
-            'style="margin:0;text-align:center">'
-            f'<img src="data:image/png;base64,{source}" width="48" height="48" '
-            f'alt="your {drawing.label}" style="image-rendering:pixelated"/>'
-            f'<figcaption style="font-size:0.8rem">{drawing.label}</figcaption></figure>'
-        )
-    return (
-        '<div class="drawings" style="display:grid;'
-        'grid-template-columns:repeat(auto-fill,minmax(56px,1fr));gap:6px">'
-        + "".join(tiles)
-        + "</div>"
-    )
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

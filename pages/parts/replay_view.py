@@ -4,6 +4,7 @@ each epoch of training (recorded by `mnist_core.ml.train`)."""
 import numpy as np
 import streamlit as st
 
+from mnist_core.evaluate import replay_frame
 from mnist_core.figures import gallery_html, replay_figure
 
 
@@ -20,15 +21,11 @@ def learning_replay(run, images: np.ndarray, labels: np.ndarray) -> None:
         epoch = st.slider("Epoch", 1, epochs, epochs, key="results_replay_epoch")
     else:
         epoch = 1
-    predicted = np.zeros(len(labels), dtype=np.int64)
-    confidence = np.zeros(len(labels), dtype=np.float32)
-    predicted[indices] = answers[epoch - 1].argmax(axis=1)
-    confidence[indices] = answers[epoch - 1].max(axis=1)
-    right = int(np.sum(predicted[indices] == labels[indices]))
+    frame = replay_frame(indices, answers, labels, epoch)
     st.caption(
-        f"After epoch {epoch} of {epochs}: {right} of {len(indices)} panel digits read right. "
-        "Move the slider to replay how the model learned them."
+        f"After epoch {epoch} of {epochs}: {frame.right} of {len(indices)} panel digits read "
+        "right. Move the slider to replay how the model learned them."
     )
-    st.html(gallery_html(images, indices, labels, predicted, confidence))
+    st.html(gallery_html(images, indices, labels, frame.predicted, frame.confidence))
     with st.expander("Certainty of each panel digit, epoch by epoch"):
         st.plotly_chart(replay_figure(answers, labels[indices]), key="results_replay_chart")

@@ -239,7 +239,7 @@ def open_settings_link(limits: DemoLimits) -> None:
         sweep_view.fill(link.axes)
         swept = " × ".join(axis.setting for axis in link.axes)
         sweep = f", and a sweep of {swept} under Try several settings" if swept else ""
-        notices = [("info", f"Loaded this link's settings: {link.describe()}{sweep}.")]
+        notices = [("info", f"Loaded this link's settings: {link.summary()}{sweep}.")]
         if link.problems:
             notices.append(
                 (

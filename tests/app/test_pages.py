@@ -1213,7 +1213,7 @@ def test_results_scores_every_run_on_mnist_and_on_your_drawings(drawings_dir: Pa
     assert not at.exception
     (table,) = [d.value for d in at.dataframe if "your drawings (20)" in d.value.columns]
     assert list(table.columns)[:3] == ["run", "MNIST test", "your drawings (20)"]
-    runs = {run.label: run for run in RunStore(bundled=PRETRAINED_DIR).list()}
+    runs = {run.label: run for run in RunStore(pretrained=PRETRAINED_DIR).list()}
     assert sorted(table["run"]) == sorted(runs)  # every run, the pretrained one too
     for row in table.itertuples(index=False):
         run = runs[row.run]
@@ -1282,7 +1282,7 @@ def test_a_page_run_never_clears_keras_session(
 
 
 def test_train_explains_every_setting(app_env: Path) -> None:
-    from mnist_core.config import describe
+    from mnist_core.config import setting_help
 
     at = page("train").run()
 
@@ -1299,8 +1299,8 @@ def test_train_explains_every_setting(app_env: Path) -> None:
         "validation_split": at.slider(key="train_validation_split").help,
         "seed": at.number_input(key="train_seed").help,
     }
-    assert helps == {name: describe(name) for name in helps}
-    assert describe("seed") == "Seed of the weights, shuffling, dropout and augmentation."
+    assert helps == {name: setting_help(name) for name in helps}
+    assert setting_help("seed") == "Seed of the weights, shuffling, dropout and augmentation."
 
 
 # --- Train: try several settings (sweeps) ---

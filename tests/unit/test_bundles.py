@@ -232,8 +232,8 @@ def test_import_into_the_same_store_never_overwrites(
 
 
 def test_the_pretrained_run_exports_and_imports(store: RunStore) -> None:
-    with_pretrained = RunStore(store.root, bundled=PRETRAINED_DIR)
-    (pretrained,) = [run for run in with_pretrained.list() if run.bundled]
+    with_pretrained = RunStore(store.root, pretrained=PRETRAINED_DIR)
+    (pretrained,) = [run for run in with_pretrained.list() if run.pretrained]
 
     new_id = import_bundle(store, export_bundle(with_pretrained, pretrained.run_id))
 
@@ -243,7 +243,7 @@ def test_the_pretrained_run_exports_and_imports(store: RunStore) -> None:
     assert run.test_accuracy == pretrained.test_accuracy == 0.996
     assert run.metrics["imported_from"] == pretrained.run_id
     np.testing.assert_array_equal(run.test_probabilities(), pretrained.test_probabilities())
-    assert not run.bundled and run.path.parent == store.root
+    assert not run.pretrained and run.path.parent == store.root
 
 
 def test_a_bundle_without_probabilities_or_replay_imports(bundle: bytes, store: RunStore) -> None:

@@ -394,7 +394,7 @@ def test_no_variables_no_caps() -> None:
 
     assert limits == DemoLimits()
     assert limits.problems == ()
-    assert limits.describe() == ""
+    assert limits.caption() == ""
     assert limits.upload_bytes == MAX_UPLOAD_BYTES == 5_000_000
     for name in ("epochs", "hidden_units", "conv_filters", "batch_size"):
         assert limits.maximum(name) == LIMITS[name][1]
@@ -428,7 +428,7 @@ def test_every_variable_is_read() -> None:
     assert (limits.maximum("hidden_layers"), limits.maximum("conv_blocks")) == (2, 2)
     assert limits.maximum("batch_size") == 256
     assert limits.upload_bytes == 500_000
-    assert limits.describe() == (
+    assert limits.caption() == (
         "This server limits training to 3 epochs, 64 units per dense layer, 16 filters per "
         "convolution block, 2 layers of each kind and batches of 256."
     )
@@ -438,7 +438,7 @@ def test_the_process_environment_is_the_default(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MNIST_MAX_EPOCHS", "1")
 
     assert DemoLimits.from_env().epochs == 1
-    assert DemoLimits.from_env().describe() == "This server limits training to 1 epoch."
+    assert DemoLimits.from_env().caption() == "This server limits training to 1 epoch."
 
 
 @pytest.mark.parametrize(

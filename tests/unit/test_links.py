@@ -39,7 +39,7 @@ def test_a_link_names_the_closest_preset_and_only_what_differs_from_it() -> None
     config = CNN.replace(epochs=3, hidden_units=(128, 64), learning_rate=0.0042)
 
     assert link_query(config) == "preset=cnn&hidden_units=128,64&learning_rate=0.0042&epochs=3"
-    assert opened(link_query(config)).describe() == (
+    assert opened(link_query(config)).summary() == (
         "the cnn preset with hidden_units=128,64 · learning_rate=0.0042 · epochs=3"
     )
     # deep is cnn with 15 epochs: a cnn config with 15 epochs is the deep preset itself.

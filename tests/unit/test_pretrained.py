@@ -12,7 +12,7 @@ from mnist_core.runs import PRETRAINED_DIR, RunStore
 
 @pytest.fixture(scope="module")
 def pretrained():
-    runs = [run for run in RunStore(bundled=PRETRAINED_DIR).list() if run.bundled]
+    runs = [run for run in RunStore(pretrained=PRETRAINED_DIR).list() if run.pretrained]
     assert len(runs) == 1, f"expected one pretrained run in {PRETRAINED_DIR}, found {len(runs)}"
     return runs[0]
 
@@ -25,7 +25,7 @@ def test_pretrained_run_is_the_cnn_preset(pretrained) -> None:
 
 
 def test_pretrained_model_scores_what_it_claims(pretrained, mnist) -> None:
-    model = RunStore(bundled=PRETRAINED_DIR).load_model(pretrained.run_id)
+    model = RunStore(pretrained=PRETRAINED_DIR).load_model(pretrained.run_id)
     evaluation = evaluate(model, mnist.x_test, mnist.y_test)
 
     assert evaluation.accuracy >= 0.99
@@ -42,7 +42,7 @@ def test_pretrained_onnx_model_reads_every_test_digit_as_keras_does(pretrained, 
     from mnist_core.ml.predict import predict_proba
     from mnist_core.serving import OnnxModel
 
-    keras_model = RunStore(bundled=PRETRAINED_DIR).load_model(pretrained.run_id)
+    keras_model = RunStore(pretrained=PRETRAINED_DIR).load_model(pretrained.run_id)
     expected = predict_proba(keras_model, mnist.x_test)
 
     probabilities = OnnxModel(pretrained.onnx_path).predict_proba(mnist.x_test)

@@ -295,11 +295,11 @@ def test_bundled_runs_are_listed_but_never_deleted(
     bundled = tmp_path / "pretrained"
     bundled_id = "20200101-000000-mlp-0a0b0c"
     shutil.copytree(store.root / run_id, bundled / bundled_id)
-    with_bundled = RunStore(store.root, bundled=bundled)
+    with_bundled = RunStore(store.root, pretrained=bundled)
 
     assert {run.run_id for run in with_bundled.list()} == {run_id, bundled_id}
     run = with_bundled.get(bundled_id)
-    assert run.bundled and run.label.endswith(" (pretrained)")
+    assert run.pretrained and run.label.endswith(" (pretrained)")
     with pytest.raises(ModelError, match="ships with the app"):
         with_bundled.delete(bundled_id)
     assert (bundled / bundled_id / "model.keras").is_file()
@@ -635,7 +635,7 @@ def test_a_run_moved_aside_is_not_put_back_over_a_newer_one(runs_dir: Path, trai
 def test_a_bundled_run_cannot_be_replaced(tmp_path: Path, trained) -> None:
     bundled = RunStore(tmp_path / "bundled")
     run_id = bundled.save(trained)
-    store = RunStore(tmp_path / "runs", bundled=tmp_path / "bundled")
+    store = RunStore(tmp_path / "runs", pretrained=tmp_path / "bundled")
 
     with pytest.raises(ModelError, match="ships with the app"):
         store.save(trained, run_id=run_id)

@@ -241,7 +241,7 @@ def test_training_job_runs_to_the_end(digits, small_config) -> None:
     assert snapshot["state"] == job.state == "finished"
     assert not job.running
     assert states_in_on_done == ["running"]
-    assert snapshot["outcome"] == job.outcome == "saved 2 epochs"
+    assert snapshot["run_id"] == job.run_id == "saved 2 epochs"
     assert snapshot["error"] is None
     assert snapshot["stop_requested"] is False
     assert job.result is not None and job.result.epochs_run == 2
@@ -253,7 +253,7 @@ def test_training_job_stops_on_request(digits, small_config) -> None:
     job = TrainingJob(
         small_config.replace(batch_size=4, epochs=200),
         load_data=lambda: digits,
-        on_done=lambda result: result.epochs_run,
+        on_done=lambda result: f"run of {result.epochs_run} epochs",
     ).start()
     wait_for(lambda: job.snapshot()["progress"] is not None)
     assert job.snapshot()["state"] == "running"
@@ -267,7 +267,7 @@ def test_training_job_stops_on_request(digits, small_config) -> None:
     assert job.state == "stopped"
     assert job.result is not None and job.result.stopped
     assert job.result.epochs_run < 200
-    assert job.outcome == job.result.epochs_run
+    assert job.run_id == f"run of {job.result.epochs_run} epochs"
     assert len(job.snapshot()["history"]["loss"]) == job.result.epochs_run
 
 
@@ -294,7 +294,7 @@ def test_training_job_failure_is_kept(
     assert job.state == "failed"
     assert not job.running
     assert job.snapshot()["error"] == job.error == message
-    assert job.result is None and job.outcome is None
+    assert job.result is None and job.run_id is None
     assert type(error).__name__ in capsys.readouterr().err  # the trace goes to the log
 
 
