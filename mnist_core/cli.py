@@ -663,21 +663,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from mnist_core.runs import RunStore
+    from mnist_core.runs import RunStore, run_rows
 
-    runs = RunStore(args.runs_dir).list()
-    rows = [
-        {
-            "run_id": run.run_id,
-            "architecture": run.config.architecture,
-            "model": run.model_name,
-            "test_accuracy": run.test_accuracy,
-            "epochs_run": run.metrics.get("epochs_run"),
-            "status": run.status,
-            "created": run.metrics.get("created"),
-        }
-        for run in runs
-    ]
+    rows = run_rows(RunStore(args.runs_dir).list())
     if args.json:
         print(json.dumps(rows))
     elif not rows:
@@ -687,7 +675,7 @@ def _runs(args: argparse.Namespace) -> int:
         for row in rows:
             print(
                 f"{row['run_id']:<32} {row['model']:<5} {row['test_accuracy']:>8.2%} "
-                f"{row['epochs_run']:>6}  {row['status']}"
+                f"{row['epochs_run']:>6}  {row['status_text']}"
             )
     return 0
 

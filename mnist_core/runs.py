@@ -29,7 +29,7 @@ import secrets
 import shutil
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,6 +105,16 @@ class RunInfo:
         """ "completed", "stopped" (by the user) or "interrupted" (the process died: the best
         model of its last checkpoint)."""
         return str(self.metrics["status"])
+
+    @property
+    def status_text(self) -> str:
+        """How the run ended, in words: "completed", "early stop", "stopped by user" or
+        "interrupted" (its process died; it holds its last checkpoint)."""
+        if self.status == INTERRUPTED:
+            return "interrupted"
+        if self.metrics.get("stopped"):
+            return "stopped by user"
+        return "early stop" if self.metrics.get("stopped_early") else "completed"
 
     @property
     def training(self) -> bool:
@@ -604,6 +614,24 @@ class RunRecorder:
             os.replace(temp, path / "metrics.json")
         except (OSError, ValueError):
             pass  # deleted meanwhile, or damaged: it is not listed either way
+
+
+def run_rows(runs: Iterable[RunInfo]) -> list[dict[str, Any]]:
+    """One row per run for the tables that list runs (Home, `python -m mnist_core runs`)."""
+    return [
+        {
+            "run_id": run.run_id,
+            "architecture": run.config.architecture,
+            "model": run.model_name,
+            "test_accuracy": run.test_accuracy,
+            "epochs_run": run.metrics.get("epochs_run"),
+            "status": run.status,
+            "status_text": run.status_text,
+            "pretrained": run.pretrained,
+            "created": run.metrics.get("created"),
+        }
+        for run in runs
+    ]
 
 
 def kept_val_accuracy(history: dict[str, list[float]], best_epoch: Any) -> float | None:

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from mnist_core.runs import run_rows
 from pages.parts import app_state
 
 st.title("Digit recognition dashboard")
@@ -42,14 +43,14 @@ if runs:
     st.dataframe(
         [
             {
-                "run": r.run_id,
-                "model": r.model_name,
-                "test accuracy": f"{r.test_accuracy:.2%}",
-                "epochs": r.metrics.get("epochs_run"),
-                "status": r.status + (" (pretrained)" if r.pretrained else ""),
-                "created": r.metrics.get("created", "")[:19].replace("T", " "),
+                "run": row["run_id"],
+                "model": row["model"],
+                "test accuracy": f"{row['test_accuracy']:.2%}",
+                "epochs": row["epochs_run"],
+                "status": row["status_text"] + (" (pretrained)" if row["pretrained"] else ""),
+                "created": (row["created"] or "")[:19].replace("T", " "),
             }
-            for r in runs[:10]
+            for row in run_rows(runs[:10])
         ],
         hide_index=True,
         key="home_runs",

@@ -172,14 +172,7 @@ if run.imported is not None:
 else:
     cells[2].metric("Epochs", f"{metrics['epochs_run']} (best {metrics['best_epoch']})")
     cells[3].metric("Training time", f"{metrics['train_seconds']:.0f} s")
-    status = (
-        "interrupted"
-        if run.status == "interrupted"
-        else "stopped by user"
-        if metrics["stopped"]
-        else ("early stop" if metrics["stopped_early"] else "completed")
-    )
-    cells[4].metric("Status", status)
+    cells[4].metric("Status", run.status_text)
 if run.status == "interrupted":
     st.caption(
         f"Training of this run ended abruptly (the server stopped) after epoch "
