@@ -31,7 +31,10 @@ from mnist_core.sweeps import (
 )
 
 if TYPE_CHECKING:
+    from mnist_core.data import MnistData
     from mnist_core.job_service import JobService, JobStatus
+    from mnist_core.ml.train import TrainResult
+    from mnist_core.runs import RunInfo, RunStore
 
 SUMMARY_WIDTH = 28
 
@@ -343,12 +346,13 @@ def _ensemble(args: argparse.Namespace) -> int:
     return _ensemble_summary(args, store.get(run_id))
 
 
-def _ensemble_summary(args: argparse.Namespace, run: Any) -> int:
+def _ensemble_summary(args: argparse.Namespace, run: RunInfo) -> int:
+    ensemble = run.ensemble or {"members": [], "tta": False}
     summary = {
         "run_id": run.run_id,
         "model_path": str(run.model_path),
-        "members": [member["run_id"] for member in run.ensemble["members"]],
-        "tta": bool(run.ensemble["tta"]),
+        "members": [member["run_id"] for member in ensemble["members"]],
+        "tta": bool(ensemble["tta"]),
         "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
         "test_loss": float(run.metrics["test_loss"]),
@@ -375,6 +379,8 @@ def _train_on_cluster(args: argparse.Namespace, config: TrainConfig, address: st
     status = _follow(service, job_id, sys.stderr)
     if status.state == "failed":
         raise MnistCoreError(status.current.error or "the training failed on the cluster")
+    if status.current.run_id is None:
+        raise MnistCoreError("the training stopped before it saved a run: nothing to show")
     run = store.get(status.current.run_id)
     if args.save:
         _save_copy(store, run.run_id, Path(args.save))
@@ -393,7 +399,7 @@ def _train_on_cluster(args: argparse.Namespace, config: TrainConfig, address: st
     return 130 if status.state == "stopped" else 0
 
 
-def _follow(service: Any, job_id: str, stream: TextIO) -> Any:
+def _follow(service: JobService, job_id: str, stream: TextIO) -> JobStatus:
     """Wait for a job to end and its run to land, printing its state and each epoch's
     metrics; Ctrl-C stops it (keeping its best epoch). Its final status."""
     from mnist_core.job_service import ordinal
@@ -422,7 +428,7 @@ def _follow(service: Any, job_id: str, stream: TextIO) -> Any:
             service.stop(job_id)
 
 
-def _save_copy(store: Any, run_id: str, target: Path) -> None:
+def _save_copy(store: RunStore, run_id: str, target: Path) -> None:
     import shutil
 
     if target.suffix == ".h5":
@@ -432,7 +438,7 @@ def _save_copy(store: Any, run_id: str, target: Path) -> None:
     print(f"Saved model to {target}", file=sys.stderr)
 
 
-def _write_report(folder: Path, result: Any, data: Any) -> None:
+def _write_report(folder: Path, result: TrainResult, data: MnistData) -> None:
     from mnist_core.figures import gallery_figure, history_figure
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -703,7 +709,7 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exported(store: Any, run_id: str, suffix: str) -> bytes:
+def _exported(store: RunStore, run_id: str, suffix: str) -> bytes:
     """Run `run_id` as a bundle (.zip) or its model in the format of `suffix`."""
     import tempfile
 

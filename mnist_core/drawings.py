@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,6 +48,12 @@ class Drawing:
         """The raw canvas it was drawn on, or None when none was kept."""
         with np.load(self.path, allow_pickle=False) as saved:
             return saved["canvas"] if "canvas" in saved.files else None
+
+
+class Drawings(Protocol):
+    """What training asks of a set of drawings: a `DrawingSet`, or the arrays a Ray job ships."""
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class DrawingSet:

@@ -19,7 +19,9 @@ from mnist_core.progress import HISTORY_KEYS, ProgressEvent
 
 if TYPE_CHECKING:
     from mnist_core.data import MnistData
+    from mnist_core.drawings import Drawings
     from mnist_core.ml.train import TrainResult
+    from mnist_core.runs import RunStore
 
 # Niceness of a background training's threads: on a small server, the pages that visitors are
 # using (sketch predictions, page runs) get the CPU first and training takes what is left.
@@ -45,8 +47,8 @@ class TrainingJob:
     on_checkpoint: Callable[[TrainResult], None] | None = None
     on_failure: Callable[[], None] | None = None
     reserve_logs: Callable[[str], Path] | None = None
-    store: Any = None  # the `RunStore` of runs to fine-tune (`config.start_from`)
-    drawings: Any = None  # the `DrawingSet` to mix in (`config.drawings`)
+    store: RunStore | None = None  # the runs to fine-tune (`config.start_from`)
+    drawings: Drawings | None = None  # the drawings to mix in (`config.drawings`)
     state: str = "starting"  # starting -> running -> finished | stopped | failed
     progress: ProgressEvent | None = None
     history: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from mnist_core.config import RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError, first_line
 from mnist_core.evaluate import Evaluation
 from mnist_core.serving import ONNX_FILE
+
+if TYPE_CHECKING:  # types only: saving a result is a worker's job, with TensorFlow loaded
+    from mnist_core.ml.train import TrainResult
 
 RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
 PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results need no model
@@ -232,7 +235,7 @@ class RunStore:
 
     def save(
         self,
-        result: Any,
+        result: TrainResult,
         data_source: str | None = None,
         data_fingerprint: str | None = None,
         *,
@@ -267,27 +270,23 @@ class RunStore:
                 "seed": config.seed,
                 # Sub-second, so runs saved within one second still list newest first.
                 "created": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "data_source": getattr(result, "data_source", "")
-                if data_source is None
-                else data_source,
-                "data_fingerprint": getattr(result, "data_fingerprint", "")
+                "data_source": result.data_source if data_source is None else data_source,
+                "data_fingerprint": result.data_fingerprint
                 if data_fingerprint is None
                 else data_fingerprint,
                 "versions": _library_versions(),
             }
-            metrics.update(getattr(result, "extra_metrics", None) or {})
+            metrics.update(result.extra_metrics or {})
             if checkpoint:
                 metrics["writer_pid"] = os.getpid()
             _write_json(folder / "config.json", config.to_dict())
             _write_json(folder / "history.json", result.history)
             _write_json(folder / "metrics.json", metrics)
             np.save(folder / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
-            replay = getattr(result, "replay", None)
-            if replay is not None and len(replay):
+            replay, indices = result.replay, result.replay_indices
+            if replay is not None and indices is not None and len(replay):
                 np.savez_compressed(
-                    folder / REPLAY_FILE,
-                    indices=result.replay_indices,
-                    probabilities=replay.astype(np.float16),
+                    folder / REPLAY_FILE, indices=indices, probabilities=replay.astype(np.float16)
                 )
             model = _without_optimizer(result.model)
             model.save(folder / "model.keras")
@@ -299,7 +298,7 @@ class RunStore:
                 except ExportRefused:
                     pass  # recorded in the folder: predictions fall back to Keras
 
-        kind = getattr(result, "kind", "") or config.architecture
+        kind = result.kind or config.architecture
         return self.add(write, kind, replacing=run_id)
 
     def reserve(self, architecture: str) -> str:
@@ -591,10 +590,10 @@ class RunRecorder:
         self._reserved = self.store.reserve(architecture)
         return self.store.root / self._reserved / LOGS_DIR
 
-    def checkpoint(self, result: Any) -> None:
+    def checkpoint(self, result: TrainResult) -> None:
         self.run_id = self.store.save(result, run_id=self.run_id or self._reserved, checkpoint=True)
 
-    def finish(self, result: Any) -> str:
+    def finish(self, result: TrainResult) -> str:
         self.run_id = self.store.save(result, run_id=self.run_id or self._reserved)
         return self.run_id
 

@@ -18,10 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mnist_core.job_service import JobState, read_request, write_state
 from mnist_core.jobs import TRAINING_NICENESS
+
+if TYPE_CHECKING:
+    from mnist_core.config import TrainConfig
+    from mnist_core.data import MnistData
+    from mnist_core.drawings import Drawings
+    from mnist_core.runs import RunStore
 
 WRITE_INTERVAL_S = 0.25  # how often the state is reported and a stop looked for
 
@@ -46,10 +52,10 @@ def run(folder: Path) -> int:
 
 
 def follow(
-    config: Any,
-    load_data: Callable[[], Any],
-    store: Any,
-    drawings: Any,
+    config: TrainConfig,
+    load_data: Callable[[], MnistData],
+    store: RunStore,
+    drawings: Drawings | None,
     report: Callable[[JobState], None],
     stop_asked: Callable[[], bool],
 ) -> JobState:

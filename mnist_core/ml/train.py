@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -43,6 +43,10 @@ from mnist_core.ml.augment import elastic_distort
 from mnist_core.ml.models import build_model
 from mnist_core.ml.tensorboard_logs import EpochLog
 from mnist_core.progress import HISTORY_KEYS, ProgressEvent
+
+if TYPE_CHECKING:
+    from mnist_core.drawings import Drawings
+    from mnist_core.runs import RunStore
 
 
 @dataclass
@@ -173,7 +177,10 @@ def train(
 
 
 def prepare(
-    config: TrainConfig, data: MnistData, store: Any = None, drawings: Any = None
+    config: TrainConfig,
+    data: MnistData,
+    store: RunStore | None = None,
+    drawings: Drawings | None = None,
 ) -> tuple[MnistData, list[np.ndarray] | None]:
     """The training data and initial weights that `config` asks for: MNIST with the user's
     drawings mixed in (`config.drawings`, from `drawings`, a `DrawingSet`) and the weights

@@ -58,12 +58,26 @@ def test_every_module_outside_ml_is_checked() -> None:
     assert not any(name.startswith("mnist_core.ml") for name in LIGHT)
 
 
+def runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` but those under `if TYPE_CHECKING:`, which never run."""
+    nodes, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return nodes
+
+
 def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
-    """The groups of `modules` that import each other in a circle, by their `import`
-    statements anywhere in the file (deferred ones inside functions too)."""
+    """The groups of `modules` that import each other in a circle, by the `import`
+    statements that run, anywhere in the file (deferred ones inside functions too; those for
+    type checkers only, under `if TYPE_CHECKING:`, left out)."""
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
                 targets = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
             elif isinstance(node, ast.Import):
@@ -105,6 +119,10 @@ def test_an_import_cycle_is_found(tmp_path: Path) -> None:
     (package / "ml" / "__init__.py").write_text("")
     (package / "ml" / "c.py").write_text("import mnist_core.a\n")
     (package / "d.py").write_text("from mnist_core import a\n")
+    (package / "e.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mnist_core.f import g\n"
+    )
+    (package / "f.py").write_text("from mnist_core import e\n")  # e needs f for types only
 
     assert import_cycles(library_modules(tmp_path)) == [
         ["mnist_core.a", "mnist_core.b", "mnist_core.ml.c"]
