@@ -100,7 +100,7 @@ def test_quick_preset_is_a_short_annealed_cnn_and_every_preset_has_a_label() -> 
         (32, 64),
         (128,),
     )
-    assert (config.epochs, config.learning_rate, config.lr_decay) == (2, 2e-3, True)
+    assert (config.epochs, config.learning_rate, config.lr_decay) == (2, 3e-3, True)
     assert (config.dropout_rate, config.shift, config.augment) == (0.2, 0.0, False)
     assert config.restore_best is False and config.patience == 0
     assert set(PRESET_LABELS) == set(PRESETS)
