@@ -85,16 +85,14 @@ class ImportJob:
     def cancel(self) -> None:
         """Stop the import (nothing is saved) and remove its files."""
         if self._done is None:
-            self._process.kill()
-            self._process.wait()
+            self._end_process()
             self._done = ModelError("the import was cancelled")
             self._clean()
 
     def _finish(self, code: int | None) -> dict[str, Any] | ModelError:
         try:
             if code is None:
-                self._process.kill()
-                self._process.wait()
+                self._end_process()
                 return ModelError(
                     f"importing {self.file_name} took over {self.timeout:.0f} s and was stopped; "
                     "try again when the server is idle, or use `python -m mnist_core import`"
@@ -110,6 +108,10 @@ class ImportJob:
             return summary if isinstance(summary, dict) else ModelError("no summary")
         finally:
             self._clean()
+
+    def _end_process(self) -> None:
+        self._process.kill()
+        self._process.wait()
 
     def _clean(self) -> None:
         self._stdout.close()

@@ -149,7 +149,7 @@ class RunInfo:
         """The model in a few words: its architecture, "ensemble of 3 deep" or "imported
         mnist_model.h5"."""
         if self.imported is not None:
-            return f"imported {self.imported.get('name') or self.imported.get('file', '?')}"
+            return f"imported {self.title}"
         if self.ensemble is None:
             return self.config.architecture
         members = self.ensemble.get("members") or []
@@ -310,20 +310,17 @@ class RunStore:
         removes it once its files are an hour old.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        for _ in range(10):
-            run_id = _new_run_id(architecture)
-            try:
-                (self.root / run_id).mkdir()
-                return run_id
-            except FileExistsError:  # another process drew the same id
-                continue
-        raise ModelError(f"cannot find a free run id in {self.root}; try again")
+        return self._claim(architecture, lambda path: path.mkdir())
 
-    def _move_into_place(self, temp: Path, run_id: str, architecture: str) -> str:
-        """Rename the complete `temp` folder to its run id; a new id if that one is taken."""
+    def _claim(
+        self, architecture: str, take: Callable[[Path], None], run_id: str | None = None
+    ) -> str:
+        """`take(folder)` for the folder of `run_id` (default: a new id), which fails when the
+        folder exists; then a new id, until one is free. The id taken."""
+        run_id = run_id or _new_run_id(architecture)
         for _ in range(10):
             try:
-                os.rename(temp, self.root / run_id)
+                take(self.root / run_id)
                 return run_id
             except OSError:
                 if not (self.root / run_id).exists():
@@ -355,7 +352,8 @@ class RunStore:
             write(temp)
             _fsync_dir(temp)
             if replacing is None:
-                run_id = self._move_into_place(temp, run_id, architecture)
+                # The complete folder under its id, or a new one if another process took it.
+                run_id = self._claim(architecture, lambda path: os.rename(temp, path), run_id)
             else:
                 self._replace(temp, self._path(replacing))
             _fsync_dir(self.root)

@@ -101,7 +101,7 @@ def import_panel() -> None:
     if selected is not None:
         st.session_state["results_run"] = selected
     busy = st.session_state.get(IMPORT_JOB) is not None
-    outcome = st.session_state.get(IMPORT_OUTCOME)
+    outcome = st.session_state.pop(IMPORT_OUTCOME, None)  # shown once, below
     with st.expander("Import a model or run bundle", expanded=busy or outcome is not None):
         st.caption(
             "A Keras model of MNIST digits saved with `model.save(...)` (.keras or .h5: "
@@ -139,7 +139,6 @@ def import_panel() -> None:
         )
         if busy:
             st.fragment(run_every=1.0)(import_progress)()
-        outcome = st.session_state.pop(IMPORT_OUTCOME, None)
         if isinstance(outcome, MnistCoreError):
             app_state.show_error(outcome)
         elif outcome is not None:
