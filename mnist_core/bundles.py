@@ -24,7 +24,7 @@ import math
 import os
 import stat
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import numpy as np
 from mnist_core.config import LIMITS, RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError, first_line
 from mnist_core.progress import HISTORY_KEYS
+from mnist_core.run_record import METRICS_FILE, RunMetrics, is_number
 from mnist_core.runs import (
     PROBABILITIES_FILE,
     REPLAY_FILE,
@@ -53,7 +54,7 @@ _MEMBER_LIMITS = {
     MANIFEST: 100_000,
     "config.json": 100_000,
     "history.json": 1_000_000,
-    "metrics.json": 1_000_000,
+    METRICS_FILE: 1_000_000,
     PROBABILITIES_FILE: 10_000_000,
     REPLAY_FILE: 10_000_000,
     "model.keras": 100_000_000,
@@ -166,8 +167,8 @@ def import_bundle(store: RunStore, data: bytes) -> str:
     except ConfigError as error:
         raise _refused(f"config.json holds an invalid setting ({error})") from error
     history = _history(_json(members, "history.json"))
-    metrics = _metrics(_json(members, "metrics.json"), config)
-    metrics["imported_from"] = manifest["run_id"]
+    metrics = _metrics(_json(members, METRICS_FILE), config)
+    metrics = metrics.replace(imported_from=manifest["run_id"])
     probabilities = None
     if PROBABILITIES_FILE in members:
         probabilities = _probabilities(members[PROBABILITIES_FILE])
@@ -186,7 +187,7 @@ def import_bundle(store: RunStore, data: bytes) -> str:
         for name, value in (
             ("config.json", config.to_dict()),
             ("history.json", history),
-            ("metrics.json", metrics),
+            (METRICS_FILE, metrics.to_json()),
         ):
             (folder / name).write_text(json.dumps(value, indent=2), encoding="utf-8")
         if probabilities is not None:
@@ -195,20 +196,12 @@ def import_bundle(store: RunStore, data: bytes) -> str:
             (folder / REPLAY_FILE).write_bytes(members[REPLAY_FILE])
 
     try:
-        return store.add(write, _kind(metrics, config))
+        return store.add(write, metrics.kind or config.architecture)
     except OSError as error:
         raise ModelError(
             f"cannot save the imported run in {str(store.root)!r}: {error.strerror}; "
             "free some space or choose another runs folder"
         ) from error
-
-
-def _kind(metrics: dict[str, Any], config: TrainConfig) -> str:
-    """The word in the run id: "ensemble", "imported" or the architecture."""
-    for kind, key in (("ensemble", "ensemble"), ("imported", "imported_model")):
-        if key in metrics:
-            return kind
-    return config.architecture
 
 
 def _read_members(data: bytes) -> dict[str, bytes]:
@@ -335,7 +328,7 @@ def _history(history: Any) -> dict[str, list[float]]:
     for key, values in history.items():
         if key not in HISTORY_KEYS:
             raise _refused(f"history.json holds the unknown curve {str(key)[:40]!r}")
-        if not isinstance(values, list) or not all(_is_number(value) for value in values):
+        if not isinstance(values, list) or not all(map(is_number, values)):
             raise _refused(f"history.json: {key} must be a list of numbers")
     lengths = {len(values) for values in history.values() if values}
     if len(lengths) > 1:
@@ -348,110 +341,18 @@ def _history(history: Any) -> dict[str, list[float]]:
     return {key: [float(value) for value in values] for key, values in history.items()}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 1_000
-
-
-def _are_numbers(count: int) -> Callable[[Any], bool]:
-    return lambda value: (
-        isinstance(value, list) and len(value) == count and all(map(_is_number, value))
-    )
-
-
-# The keys of metrics.json that are checked: (required, check, what it must be). Other keys are
-# kept as they are, but for the id of a process training the run, which means nothing here.
-_METRICS: dict[str, tuple[bool, Callable[[Any], bool], str]] = {
-    "status": (
-        True,
-        lambda value: value in ("completed", "stopped", "interrupted"),
-        '"completed", "stopped" or "interrupted"',
-    ),
-    "test_accuracy": (True, lambda value: _is_number(value) and 0 <= value <= 1, "from 0 to 1"),
-    "test_loss": (True, _is_number, "a number"),
-    "confusion_matrix": (
-        True,
-        lambda value: (
-            isinstance(value, list)
-            and len(value) == 10
-            and all(isinstance(row, list) and len(row) == 10 for row in value)
-            and all(_is_count(count) for row in value for count in row)
-        ),
-        "10 rows of 10 counts",
-    ),
-    "precision": (True, _are_numbers(10), "a list of 10 numbers"),
-    "recall": (True, _are_numbers(10), "a list of 10 numbers"),
-    "epochs_run": (True, _is_count, "a whole number"),
-    "best_epoch": (True, _is_count, "a whole number"),
-    "val_accuracy": (
-        False,
-        lambda value: value is None or (_is_number(value) and 0 <= value <= 1),
-        "from 0 to 1, or null",
-    ),
-    "stopped": (True, lambda value: isinstance(value, bool), "true or false"),
-    "stopped_early": (True, lambda value: isinstance(value, bool), "true or false"),
-    "train_seconds": (True, lambda value: _is_number(value) and value >= 0, "seconds"),
-    "seed": (True, _is_count, "a whole number"),
-    "created": (False, _is_text, "a date"),
-    "data_source": (False, _is_text, "text"),
-    "data_fingerprint": (False, _is_text, "text"),
-    "ensemble": (
-        False,
-        lambda value: (
-            isinstance(value, dict)
-            and isinstance(value.get("tta"), bool)
-            and isinstance(value.get("members"), list)
-            and 2 <= len(value["members"]) <= 10
-            and all(
-                isinstance(member, dict) and _is_text(member.get("run_id"))
-                for member in value["members"]
-            )
-        ),
-        "an ensemble's members (2 to 10, each with its run_id) and tta",
-    ),
-    "imported_model": (
-        False,
-        lambda value: (
-            isinstance(value, dict)
-            and len(value) <= 20
-            and all(_is_text(key) for key in value)
-            and all(_is_text(value.get(key)) for key in ("name", "file", "input", "output"))
-        ),
-        "an imported model's name, file, input and output",
-    ),
-    "versions": (
-        False,
-        lambda value: (
-            isinstance(value, dict)
-            and len(value) <= 20
-            and all(_is_text(key) and _is_text(text) for key, text in value.items())
-        ),
-        "library names and versions",
-    ),
-}
-
-
-def _metrics(metrics: Any, config: TrainConfig) -> dict[str, Any]:
-    if not isinstance(metrics, dict):
-        raise _refused("metrics.json must be an object")
-    for key, (required, check, expected) in _METRICS.items():
-        if key not in metrics:
-            if required:
-                raise _refused(f"metrics.json lacks {key}")
-        elif not check(metrics[key]):
-            raise _refused(f"metrics.json: {key} must be {expected}, got {metrics[key]!r:.60}")
-    if metrics["seed"] != config.seed:
+def _metrics(value: Any, config: TrainConfig) -> RunMetrics:
+    """The bundle's record, checked (`RunMetrics.from_json`) and agreeing with its config;
+    without the id of a process training it, which means nothing here."""
+    try:
+        metrics = RunMetrics.from_json(value)
+    except ValueError as error:
+        raise _refused(str(error)) from error
+    if metrics.seed != config.seed:
         raise _refused(
-            f"metrics.json says seed {metrics['seed']}, but config.json says {config.seed}"
+            f"{METRICS_FILE} says seed {metrics.seed}, but config.json says {config.seed}"
         )
-    return {key: value for key, value in metrics.items() if key != "writer_pid"}
+    return metrics.replace(writer_pid=None)
 
 
 def _probabilities(raw: bytes) -> np.ndarray:

@@ -355,8 +355,8 @@ def _ensemble_summary(args: argparse.Namespace, run: RunInfo) -> int:
         "tta": bool(ensemble["tta"]),
         "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
-        "test_loss": float(run.metrics["test_loss"]),
-        "train_seconds": round(float(run.metrics["train_seconds"]), 2),
+        "test_loss": run.metrics.test_loss,
+        "train_seconds": round(run.metrics.train_seconds, 2),
     }
     _print_summary(summary, args.json)
     return 0
@@ -388,12 +388,12 @@ def _train_on_cluster(args: argparse.Namespace, config: TrainConfig, address: st
     summary = {
         "run_id": run.run_id,
         "model_path": str(run.model_path),
-        "test_accuracy": float(metrics["test_accuracy"]),
-        "test_loss": float(metrics["test_loss"]),
-        "epochs_run": metrics["epochs_run"],
-        "best_epoch": metrics["best_epoch"],
-        "stopped_early": metrics["stopped_early"],
-        "train_seconds": round(float(metrics["train_seconds"]), 2),
+        "test_accuracy": metrics.test_accuracy,
+        "test_loss": metrics.test_loss,
+        "epochs_run": metrics.epochs_run,
+        "best_epoch": metrics.best_epoch,
+        "stopped_early": metrics.stopped_early,
+        "train_seconds": round(metrics.train_seconds, 2),
     }
     _print_summary(summary, args.json)
     return 130 if status.state == "stopped" else 0
@@ -747,7 +747,8 @@ def _import(args: argparse.Namespace) -> int:
         from mnist_core.bundles import import_bundle, read_bundle_file
 
         run = store.get(import_bundle(store, read_bundle_file(args.file)))
-        summary = {"run_id": run.run_id, "imported_from": run.metrics["imported_from"]}
+        summary: dict[str, Any] = {"run_id": run.run_id}
+        summary["imported_from"] = run.metrics.imported_from
         summary["architecture"] = run.config.architecture
     else:
         from mnist_core.data import load_mnist

@@ -144,11 +144,11 @@ def seconds_per_epoch(architecture: str, runs: list[Any]) -> float:
     """This server's pace for `architecture`: the median training seconds per epoch of its
     saved runs (`runs.RunInfo`) of that architecture, else `SECONDS_PER_EPOCH`."""
     paces = sorted(
-        float(run.metrics["train_seconds"]) / int(run.metrics["epochs_run"])
+        run.metrics.train_seconds / run.metrics.epochs_run
         for run in runs
         if run.config.architecture == architecture
-        and run.metrics.get("train_seconds")
-        and run.metrics.get("epochs_run")
+        and run.metrics.train_seconds
+        and run.metrics.epochs_run
     )
     if not paces:
         return SECONDS_PER_EPOCH.get(architecture, SECONDS_PER_EPOCH["deep"])

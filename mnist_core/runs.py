@@ -29,7 +29,7 @@ import secrets
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,12 +40,13 @@ import numpy as np
 from mnist_core.config import RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError, first_line
 from mnist_core.evaluate import Evaluation
+from mnist_core.run_record import COMPLETED, INTERRUPTED, METRICS_FILE, STOPPED, RunMetrics
 from mnist_core.serving import ONNX_FILE
 
 if TYPE_CHECKING:  # types only: saving a result is a worker's job, with TensorFlow loaded
     from mnist_core.ml.train import TrainResult
 
-RUN_FILES = ("config.json", "history.json", "metrics.json", "model.keras")
+RUN_FILES = ("config.json", "history.json", METRICS_FILE, "model.keras")
 PROBABILITIES_FILE = "test_probabilities.npy"  # (10000, 10) float32, so results need no model
 REPLAY_FILE = "replay.npz"  # the replay panel's test indices and answers after each epoch
 LOGS_DIR = "logs"  # the run's epochs as TensorBoard event files, written while it trains
@@ -55,7 +56,6 @@ _PACKED_NAME = re.compile(rf"(?:{LOGS_DIR}/[^./\\][^/\\]*/)?[^./\\][^/\\]*")
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 _TEMP_PREFIX = ".tmp-"
 _REPLACED = f"{_TEMP_PREFIX}replaced-"  # a run's previous version, while it is being replaced
-INTERRUPTED = "interrupted"
 # Leftovers of interrupted saves older than this are removed: a save takes seconds.
 STALE_TEMP_SECONDS = 3600.0
 
@@ -68,7 +68,7 @@ class RunInfo:
     path: Path
     config: TrainConfig
     history: dict[str, list[float]]
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     pretrained: bool = False  # shipped with the package: read-only
 
     @property
@@ -89,54 +89,40 @@ class RunInfo:
 
     @property
     def test_accuracy(self) -> float:
-        return float(self.metrics["test_accuracy"])
+        return self.metrics.test_accuracy
 
     @property
     def val_accuracy(self) -> float | None:
         """The validation accuracy of the epoch whose weights the run keeps (`best_epoch`):
-        what sweeps rank trials by. None without a validation split or a finished epoch.
-
-        Runs saved before `metrics.json` held it read it from their history.
-        """
-        if "val_accuracy" in self.metrics:
-            value = self.metrics["val_accuracy"]
-            return None if value is None else float(value)
-        return kept_val_accuracy(self.history, self.metrics.get("best_epoch"))
+        what sweeps rank trials by. None without a validation split or a finished epoch."""
+        return self.metrics.val_accuracy
 
     @property
     def status(self) -> str:
         """ "completed", "stopped" (by the user) or "interrupted" (the process died: the best
         model of its last checkpoint)."""
-        return str(self.metrics["status"])
+        return self.metrics.status
 
     @property
     def status_text(self) -> str:
-        """How the run ended, in words: "completed", "early stop", "stopped by user" or
-        "interrupted" (its process died; it holds its last checkpoint)."""
-        if self.status == INTERRUPTED:
-            return "interrupted"
-        if self.metrics.get("stopped"):
-            return "stopped by user"
-        return "early stop" if self.metrics.get("stopped_early") else "completed"
+        return self.metrics.status_text
 
     @property
     def training(self) -> bool:
         """A checkpoint of a run that a live process on this machine is still training."""
-        return self.status == INTERRUPTED and _process_alive(self.metrics.get("writer_pid"))
+        return self.status == INTERRUPTED and _process_alive(self.metrics.writer_pid)
 
     @property
-    def ensemble(self) -> dict[str, Any] | None:
+    def ensemble(self) -> Mapping[str, Any] | None:
         """For an ensemble run (`ensemble.py`): its members and whether it averages shifted
         copies (`tta`); None for a trained run."""
-        value = self.metrics.get("ensemble")
-        return value if isinstance(value, dict) else None
+        return self.metrics.ensemble
 
     @property
-    def imported(self) -> dict[str, Any] | None:
+    def imported(self) -> Mapping[str, Any] | None:
         """For a model imported from a Keras file (`model_import.py`): its name, file name,
         SHA-256, and the input layout, output kind and pixel scale found; None otherwise."""
-        value = self.metrics.get("imported_model")
-        return value if isinstance(value, dict) else None
+        return self.metrics.imported_model
 
     @property
     def trained_here(self) -> bool:
@@ -168,7 +154,7 @@ class RunInfo:
     @property
     def label(self) -> str:
         """One line for pickers: id, model, accuracy, status."""
-        status = f", {self.status}" if self.status != "completed" else ""
+        status = f", {self.status}" if self.status != COMPLETED else ""
         shipped = " (pretrained)" if self.pretrained else ""
         return f"{self.run_id} · {self.model_name} · {self.test_accuracy:.2%}{status}{shipped}"
 
@@ -253,35 +239,33 @@ class RunStore:
 
         def write(folder: Path) -> None:
             evaluation = result.evaluation
-            status = "stopped" if result.stopped else "completed"
-            metrics = {
-                "status": INTERRUPTED if checkpoint else status,
-                "test_accuracy": evaluation.accuracy,
-                "test_loss": evaluation.loss,
-                "confusion_matrix": evaluation.confusion.tolist(),
-                "precision": evaluation.precision.tolist(),
-                "recall": evaluation.recall.tolist(),
-                "epochs_run": result.epochs_run,
-                "best_epoch": result.best_epoch,
-                "val_accuracy": kept_val_accuracy(result.history, result.best_epoch),
-                "stopped": result.stopped,
-                "stopped_early": result.stopped_early,
-                "train_seconds": result.train_seconds,
-                "seed": config.seed,
+            status = STOPPED if result.stopped else COMPLETED
+            metrics = RunMetrics(
+                status=INTERRUPTED if checkpoint else status,
+                test_accuracy=evaluation.accuracy,
+                test_loss=evaluation.loss,
+                confusion_matrix=tuple(map(tuple, evaluation.confusion.tolist())),
+                precision=tuple(evaluation.precision.tolist()),
+                recall=tuple(evaluation.recall.tolist()),
+                epochs_run=result.epochs_run,
+                best_epoch=result.best_epoch,
+                val_accuracy=kept_val_accuracy(result.history, result.best_epoch),
+                stopped=result.stopped,
+                stopped_early=result.stopped_early,
+                train_seconds=result.train_seconds,
+                seed=config.seed,
                 # Sub-second, so runs saved within one second still list newest first.
-                "created": datetime.now(UTC).isoformat(timespec="microseconds"),
-                "data_source": result.data_source if data_source is None else data_source,
-                "data_fingerprint": result.data_fingerprint
+                created=datetime.now(UTC).isoformat(timespec="microseconds"),
+                data_source=result.data_source if data_source is None else data_source,
+                data_fingerprint=result.data_fingerprint
                 if data_fingerprint is None
                 else data_fingerprint,
-                "versions": _library_versions(),
-            }
-            metrics.update(result.extra_metrics or {})
-            if checkpoint:
-                metrics["writer_pid"] = os.getpid()
+                versions=_library_versions(),
+                writer_pid=os.getpid() if checkpoint else None,
+            ).replace(**(result.extra_metrics or {}))
             _write_json(folder / "config.json", config.to_dict())
             _write_json(folder / "history.json", result.history)
-            _write_json(folder / "metrics.json", metrics)
+            _write_json(folder / METRICS_FILE, metrics.to_json())
             np.save(folder / PROBABILITIES_FILE, evaluation.probabilities.astype(np.float32))
             replay, indices = result.replay, result.replay_indices
             if replay is not None and indices is not None and len(replay):
@@ -405,9 +389,7 @@ class RunStore:
                         continue
                     if include_training or not run.training:
                         runs.append(run)
-        return sorted(
-            runs, key=lambda run: (run.metrics.get("created", ""), run.run_id), reverse=True
-        )
+        return sorted(runs, key=lambda run: (run.metrics.created, run.run_id), reverse=True)
 
     def signature(self) -> tuple[tuple[str, int, int], ...]:
         """What changes whenever `list` would read something new, without reading any run:
@@ -423,7 +405,7 @@ class RunStore:
                 continue
             for name in names:
                 try:
-                    stat = (folder / name / "metrics.json").stat()
+                    stat = (folder / name / METRICS_FILE).stat()
                     entries.append((f"{folder}/{name}", stat.st_mtime_ns, stat.st_ino))
                 except OSError:
                     entries.append((f"{folder}/{name}", -1, -1))
@@ -557,9 +539,12 @@ class RunStore:
         try:
             config = TrainConfig.from_dict(_read_json(path / "config.json"))
             history = _read_json(path / "history.json")
-            metrics = _read_json(path / "metrics.json")
-            float(metrics["test_accuracy"])
-            str(metrics["status"])
+            saved = _read_json(path / METRICS_FILE)
+            metrics = RunMetrics.from_json(saved)
+            if "val_accuracy" not in saved:  # saved before metrics.json held it
+                metrics = metrics.replace(
+                    val_accuracy=kept_val_accuracy(history, metrics.best_epoch)
+                )
         except (OSError, ValueError, KeyError, TypeError, ConfigError) as error:
             raise ModelError(f"run {path.name!r} is damaged ({error}); delete it") from error
         return RunInfo(
@@ -604,11 +589,10 @@ class RunRecorder:
             return
         path = self.store.root / self.run_id
         try:
-            metrics = _read_json(path / "metrics.json")
-            metrics.pop("writer_pid", None)
-            temp = path / f"{_TEMP_PREFIX}metrics.json"
-            _write_json(temp, metrics)
-            os.replace(temp, path / "metrics.json")
+            metrics = RunMetrics.from_json(_read_json(path / METRICS_FILE))
+            temp = path / f"{_TEMP_PREFIX}{METRICS_FILE}"
+            _write_json(temp, metrics.replace(writer_pid=None).to_json())
+            os.replace(temp, path / METRICS_FILE)
         except (OSError, ValueError):
             pass  # deleted meanwhile, or damaged: it is not listed either way
 
@@ -621,11 +605,11 @@ def run_rows(runs: Iterable[RunInfo]) -> list[dict[str, Any]]:
             "architecture": run.config.architecture,
             "model": run.model_name,
             "test_accuracy": run.test_accuracy,
-            "epochs_run": run.metrics.get("epochs_run"),
+            "epochs_run": run.metrics.epochs_run,
             "status": run.status,
             "status_text": run.status_text,
             "pretrained": run.pretrained,
-            "created": run.metrics.get("created"),
+            "created": run.metrics.created,
         }
         for run in runs
     ]

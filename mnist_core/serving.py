@@ -23,12 +23,15 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
 from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES, as_images
 from mnist_core.errors import ModelError, first_line
+
+if TYPE_CHECKING:
+    from mnist_core.drawings import Drawings
 
 ONNX_FILE = "model.onnx"
 ONNX_ERROR_FILE = "model.onnx.error"  # why a run has no ONNX model: the export was refused
@@ -51,6 +54,15 @@ def probabilities(model: Any, images: np.ndarray) -> np.ndarray:
     from mnist_core.ml.predict import predict_proba
 
     return predict_proba(model, images)
+
+
+def accuracy_on(model: Any, drawings: Drawings) -> float | None:
+    """The share of `drawings` (`drawings.Drawings`) whose label `model` reads; None when
+    there are none."""
+    images, labels = drawings.arrays()
+    if len(images) == 0:
+        return None
+    return float(np.mean(probabilities(model, images).argmax(axis=1) == labels))
 
 
 def predict_digit(

@@ -233,8 +233,8 @@ def results(runs: Iterable[RunInfo], settings: Sequence[str]) -> list[TrialResul
             settings={name: getattr(run.config, name) for name in settings},
             val_accuracy=run.val_accuracy,
             test_accuracy=run.test_accuracy,
-            epochs_run=int(run.metrics.get("epochs_run", 0)),
-            train_seconds=float(run.metrics.get("train_seconds", 0.0)),
+            epochs_run=run.metrics.epochs_run,
+            train_seconds=run.metrics.train_seconds,
             status=run.status,
         )
         for run in runs

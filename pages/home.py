@@ -34,7 +34,7 @@ else:
     st.write(
         f"**{run.title}** run `{run.run_id}`"
         + (" (pretrained, ships with the app)" if run.pretrained else "")
-        + f": {run.test_accuracy:.2%} test accuracy after {run.metrics.get('epochs_run')} epochs."
+        + f": {run.test_accuracy:.2%} test accuracy after {run.metrics.epochs_run} epochs."
     )
 st.caption(f"MNIST data: {app_state.data_source()}")
 

@@ -8,6 +8,7 @@ from mnist_core import serving
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
+from mnist_core.run_record import INTERRUPTED
 from pages.parts import app_state, drawings_view, explain_view, replay_view, share_view
 
 PAGE_SIZE = 40
@@ -162,7 +163,7 @@ others = st.multiselect(
 metrics = run.metrics
 cells = st.columns(5)
 cells[0].metric("Test accuracy", f"{run.test_accuracy:.2%}")
-cells[1].metric("Test loss", f"{metrics['test_loss']:.4f}")
+cells[1].metric("Test loss", f"{metrics.test_loss:.4f}")
 if run.imported is not None:
     imported = run.imported
     cells[2].metric("Input", imported["input"])
@@ -170,13 +171,13 @@ if run.imported is not None:
     cells[4].metric("Pixels", imported.get("scale", "?"))
     st.caption(imported_caption(imported))
 else:
-    cells[2].metric("Epochs", f"{metrics['epochs_run']} (best {metrics['best_epoch']})")
-    cells[3].metric("Training time", f"{metrics['train_seconds']:.0f} s")
+    cells[2].metric("Epochs", f"{metrics.epochs_run} (best {metrics.best_epoch})")
+    cells[3].metric("Training time", f"{metrics.train_seconds:.0f} s")
     cells[4].metric("Status", run.status_text)
-if run.status == "interrupted":
+if run.status == INTERRUPTED:
     st.caption(
         f"Training of this run ended abruptly (the server stopped) after epoch "
-        f"{metrics['epochs_run']}; it holds the best model saved up to then."
+        f"{metrics.epochs_run}; it holds the best model saved up to then."
     )
 share_view.share_run(run)
 
@@ -186,7 +187,7 @@ if any(r.history.get("loss") for r in chosen):  # imported models and ensembles 
     st.plotly_chart(
         history_figure(
             {r.run_id: r.history for r in chosen},
-            {r.run_id: int(r.metrics["best_epoch"]) for r in chosen},
+            {r.run_id: r.metrics.best_epoch for r in chosen},
         ),
         key="results_curves",
     )

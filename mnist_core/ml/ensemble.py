@@ -4,7 +4,7 @@
 Keras model that averages their probabilities, and with `tta` each member's over copies of the
 input moved by `serving.TTA_SHIFTS`, built from Keras' own padding and cropping layers. The
 ensemble is then an ordinary run: one `model.keras` (every member's weights inside it), its ONNX
-file, scores on the test set, and `metrics["ensemble"]` listing its members (their ids,
+file, scores on the test set, and `metrics.ensemble` listing its members (their ids,
 settings and scores), so it stays whole when a member run is deleted. It trains nothing, so
 it has no epochs and no TensorBoard event files; its members have theirs.
 
@@ -87,7 +87,7 @@ def check_members(runs: Sequence[RunInfo]) -> None:
             "ensemble could not be judged on digits none of them trained on; pick runs "
             "trained with the same split",
         )
-    sources = {run.metrics.get("data_fingerprint") or "" for run in runs}
+    sources = {run.metrics.data_fingerprint for run in runs}
     if len(sources) > 1:
         raise ConfigError(
             "members",
@@ -98,7 +98,7 @@ def check_members(runs: Sequence[RunInfo]) -> None:
 
 def build_ensemble(runs: Sequence[RunInfo], data: MnistData, tta: bool = False) -> TrainResult:
     """The ensemble of saved `runs` as a result `RunStore.save` accepts, scored on `data`'s
-    test set and, for `metrics["val_accuracy"]`, on the members' validation split."""
+    test set and, for `metrics.val_accuracy`, on the members' validation split."""
     check_members(runs)
     model = ensemble_model([load_model_file(run.model_path) for run in runs], tta=tta)
     split = runs[0].config.validation_split
@@ -118,9 +118,9 @@ def build_ensemble(runs: Sequence[RunInfo], data: MnistData, tta: bool = False) 
         best_epoch=0,
         stopped=False,
         stopped_early=False,
-        train_seconds=float(sum(run.metrics.get("train_seconds", 0.0) for run in runs)),
-        data_source=str(runs[0].metrics.get("data_source", "")),
-        data_fingerprint=str(runs[0].metrics.get("data_fingerprint", "")),
+        train_seconds=sum(run.metrics.train_seconds for run in runs),
+        data_source=runs[0].metrics.data_source,
+        data_fingerprint=runs[0].metrics.data_fingerprint,
         kind="ensemble",
         extra_metrics={
             "val_accuracy": val_accuracy,
@@ -148,8 +148,8 @@ def _member(run: RunInfo) -> dict[str, Any]:
         "config": run.config.to_dict(),
         "test_accuracy": run.test_accuracy,
         "val_accuracy": run.val_accuracy,
-        "epochs_run": run.metrics.get("epochs_run"),
-        "train_seconds": run.metrics.get("train_seconds"),
+        "epochs_run": run.metrics.epochs_run,
+        "train_seconds": run.metrics.train_seconds,
         "seed": run.config.seed,
     }
 

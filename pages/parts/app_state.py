@@ -18,10 +18,11 @@ from streamlit.runtime.scriptrunner import script_runner
 from mnist_core.backends import job_service as jobs_backend
 from mnist_core.config import DemoLimits
 from mnist_core.data import TestDigits, describe_source, load_test_digits
+from mnist_core.drawings import DrawingSet
 from mnist_core.errors import MnistCoreError, ModelError
 from mnist_core.job_service import JobError, JobService, UnavailableJobs
 from mnist_core.runs import PRETRAINED_DIR, RunInfo, RunStore
-from mnist_core.serving import Classifier, Conversions, OnnxModel
+from mnist_core.serving import Classifier, Conversions, OnnxModel, accuracy_on
 
 if TYPE_CHECKING:
     import keras
@@ -179,6 +180,28 @@ def prediction_model(run: RunInfo) -> Classifier | None:
 def _rerun_when_converted(folder: str) -> None:
     if _conversions().state(Path(folder)) != "converting":
         st.rerun()
+
+
+def drawings_accuracy(run: RunInfo, drawings: DrawingSet) -> float | None:
+    """`run`'s accuracy on `drawings`, shared by every session until the model or the
+    drawings change; None when there are none, or while its model is being prepared."""
+    fingerprint = drawings.fingerprint()
+    if not fingerprint:  # no drawings: no need to load the model for it
+        return None
+    model = predictor(run)
+    if model is None:
+        return None
+    path = run.onnx_path if isinstance(model, OnnxModel) else run.model_path
+    return _drawings_accuracy(
+        model, str(drawings.root), fingerprint, str(path), _modified(run, path)
+    )
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _drawings_accuracy(
+    _model: Classifier, root: str, fingerprint: str, model_path: str, modified: float
+) -> float | None:
+    return accuracy_on(_model, DrawingSet(root))
 
 
 def show_error(error: MnistCoreError) -> None:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import numpy as np
 import streamlit as st
 
-from mnist_core import serving
 from mnist_core.drawings import DrawingSet
 from mnist_core.errors import MnistCoreError
 from mnist_core.figures import drawings_html
+from mnist_core.runs import RunInfo
 from pages.parts import app_state, train_form
 
 ADDED = "drawings_added"  # the message after adding, shown once on the next run
@@ -130,26 +130,10 @@ def _delete(drawing_id: str) -> None:
         st.session_state[ERROR] = str(error)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _accuracy(_model, model_path: str, modified: float, fingerprint: str) -> float | None:
-    """A run's accuracy on your drawings (cached per model file and set of drawings)."""
-    images, labels = drawing_set().arrays()
-    if len(images) == 0:
-        return None
-    predicted = serving.probabilities(_model, images).argmax(axis=1)
-    return float(np.mean(predicted == labels))
-
-
-def accuracy(run) -> float | None:
+def accuracy(run: RunInfo) -> float | None:
     """`run`'s accuracy on your drawings; None when there are none, or while its model is
     being prepared (`app_state.predictor`)."""
-    if not drawing_set().fingerprint():  # no drawings: no need to load the model for it
-        return None
-    model = app_state.predictor(run)
-    if model is None:
-        return None
-    path = run.onnx_path if isinstance(model, serving.OnnxModel) else run.model_path
-    return _accuracy(model, str(path), path.stat().st_mtime, drawing_set().fingerprint())
+    return app_state.drawings_accuracy(run, drawing_set())
 
 
 def scores_table(runs: list) -> None:

@@ -807,7 +807,7 @@ def test_results_imports_a_bundle_and_refuses_garbage(trained_runs: Path, own_ru
 
     assert not at.exception
     (imported,) = RunStore(own_runs).list()
-    assert imported.metrics["imported_from"] == source.run_id
+    assert imported.metrics.imported_from == source.run_id
     assert [s.value for s in at.success] == [
         f"Imported the bundle as run `{imported.run_id}`; it is selected below."
     ]

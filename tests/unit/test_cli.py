@@ -77,7 +77,7 @@ def test_train_prints_a_json_summary_and_writes_a_report_and_h5(
     assert summary["model_path"].endswith(".keras")
     assert summary["test_accuracy"] == run.test_accuracy
     assert 0.5 < summary["test_accuracy"] <= 1.0
-    assert summary["test_loss"] == pytest.approx(run.metrics["test_loss"])
+    assert summary["test_loss"] == pytest.approx(run.metrics.test_loss)
     assert (summary["epochs_run"], summary["stopped_early"]) == (2, False)
     assert summary["best_epoch"] in (1, 2)
     assert summary["train_seconds"] >= 0
@@ -729,7 +729,7 @@ def test_ctrl_c_stops_every_trial_of_a_sweep(mnist_path: Path, runs_dir: Path) -
     states = [json.loads(path.read_text()) for path in sorted(runs_dir.glob(".jobs/*/state.json"))]
     assert [state["state"] for state in states] == ["stopped", "stopped"]
     first = RunStore(runs_dir).get(states[0]["run_id"])
-    assert first.status == "stopped" and first.metrics["epochs_run"] < 200
+    assert first.status == "stopped" and first.metrics.epochs_run < 200
     assert states[1]["run_id"] is None  # cancelled while it waited
 
 

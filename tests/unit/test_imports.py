@@ -1,7 +1,8 @@
 """The TensorFlow line in the layout: no module of `mnist_core` outside `mnist_core.ml` imports
 TensorFlow (seconds and hundreds of megabytes), TensorBoard or Streamlit, so the web process
 lists data, queues trainings, predicts (ONNX Runtime), imports bundles and reads links without
-them; and the library's modules import each other without cycles."""
+them; the library's modules import each other without cycles; and the pages keep their cached
+resources in one place."""
 
 from __future__ import annotations
 
@@ -104,6 +105,30 @@ def import_cycles(modules: dict[str, Path]) -> list[list[str]]:
         if group:
             cycles.append(group)
     return cycles
+
+
+def cache_decorators(path: Path) -> list[str]:
+    """The caching decorators in the module at `path` (`st.cache_resource`, `lru_cache`...),
+    as written."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                text = ast.unparse(decorator.func if isinstance(decorator, ast.Call) else decorator)
+                if "cache" in text:
+                    names.append(text)
+    return names
+
+
+def test_the_pages_cache_resources_in_one_place() -> None:
+    """One mechanism (`st.cache_resource`) in one module (`pages/parts/app_state.py`), each
+    cache beside its loader; nothing else in the app caches by itself."""
+    app = [ROOT / "dashboard.py", *sorted((ROOT / "pages").rglob("*.py"))]
+    found = {path.relative_to(ROOT).as_posix(): cache_decorators(path) for path in app}
+
+    assert {path for path, names in found.items() if names} == {"pages/parts/app_state.py"}
+    assert set(found["pages/parts/app_state.py"]) == {"st.cache_resource"}
+    assert len(found["pages/parts/app_state.py"]) >= 6
 
 
 def test_the_library_has_no_import_cycles() -> None:

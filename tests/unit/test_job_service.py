@@ -181,7 +181,7 @@ def test_a_stop_reaches_the_worker_within_a_second_and_keeps_the_run(
     # the final state is written after the run is saved, which takes longer.
     assert reacted < 15, reacted
     run = RunStore(runs_dir).get(stopped.current.run_id)
-    assert run.status == "stopped" and run.metrics["epochs_run"] < 200
+    assert run.status == "stopped" and run.metrics.epochs_run < 200
 
 
 def test_a_killed_worker_fails_its_job_and_the_next_one_starts(

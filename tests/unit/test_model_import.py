@@ -161,7 +161,7 @@ def test_the_pixel_scale_is_measured_on_training_digits_and_can_be_given(
     assert given.imported["scale"] == "[0, 1]"
     assert given.imported["scale_note"] == "chosen at import"
     # Read at the wrong scale: faint digits, near-uniform probabilities.
-    assert given.metrics["test_loss"] > measured.metrics["test_loss"] + 0.3
+    assert given.metrics.test_loss > measured.metrics.test_loss + 0.3
 
 
 def save(model: keras.Model, path: Path) -> Path:
@@ -251,7 +251,7 @@ def test_an_imported_model_travels_in_a_bundle(digits, tmp_path: Path, keras_see
     copy = elsewhere.get(import_bundle(elsewhere, export_bundle(source, run_id)))
 
     assert "-imported-" in copy.run_id and copy.imported == source.get(run_id).imported
-    assert copy.metrics["imported_from"] == run_id
+    assert copy.metrics.imported_from == run_id
     np.testing.assert_array_equal(
         copy.test_probabilities(), source.get(run_id).test_probabilities()
     )

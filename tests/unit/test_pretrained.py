@@ -20,7 +20,7 @@ def pretrained():
 def test_pretrained_run_is_the_cnn_preset(pretrained) -> None:
     assert pretrained.config == TrainConfig.preset("cnn")
     assert pretrained.status == "completed"
-    assert pretrained.metrics["epochs_run"] == pretrained.config.epochs
+    assert pretrained.metrics.epochs_run == pretrained.config.epochs
     assert pretrained.model_path.stat().st_size < 3_000_000  # no optimizer state
 
 

@@ -562,9 +562,9 @@ def test_a_checkpoint_is_hidden_while_its_process_trains(runs_dir: Path, trained
     run = store.get(recorder.run_id)
 
     assert run.status == "interrupted" and run.training  # this process is alive
-    assert run.metrics["writer_pid"] == os.getpid()
+    assert run.metrics.writer_pid == os.getpid()
     assert store.list() == []
-    assert run.metrics["data_source"] == trained.data_source == "synthetic digits"
+    assert run.metrics.data_source == trained.data_source == "synthetic digits"
 
 
 def test_finishing_replaces_the_checkpoint_under_the_same_id(runs_dir: Path, trained) -> None:
@@ -574,14 +574,15 @@ def test_finishing_replaces_the_checkpoint_under_the_same_id(runs_dir: Path, tra
     recorder.checkpoint(dataclasses.replace(trained, epochs_run=2, best_epoch=2))
     checkpoint_id = recorder.run_id
 
-    assert store.get(checkpoint_id).metrics["epochs_run"] == 2
+    assert store.get(checkpoint_id).metrics.epochs_run == 2
     run_id = recorder.finish(trained)
 
     assert run_id == checkpoint_id
     (run,) = store.list()
     assert (run.run_id, run.status, run.training) == (run_id, "completed", False)
-    assert "writer_pid" not in run.metrics
-    assert run.metrics["epochs_run"] == trained.epochs_run
+    assert run.metrics.writer_pid is None
+    assert "writer_pid" not in json.loads((run.path / "metrics.json").read_text())
+    assert run.metrics.epochs_run == trained.epochs_run
     assert sorted(p.name for p in runs_dir.iterdir()) == [run_id]  # nothing left aside
 
 
@@ -597,7 +598,8 @@ def test_an_abandoned_checkpoint_lists_as_interrupted(runs_dir: Path, trained) -
     (run,) = store.list()
     assert (run.status, run.training) == ("interrupted", False)
     assert run.label.endswith(", interrupted")
-    assert "writer_pid" not in run.metrics
+    assert run.metrics.writer_pid is None
+    assert "writer_pid" not in json.loads((run.path / "metrics.json").read_text())
     assert not list(run.path.glob(".tmp-*"))
 
 
@@ -793,9 +795,9 @@ def test_sigkill_while_training_keeps_the_best_model_of_the_last_checkpoint(
 
     assert run.status == "interrupted" and run.label.endswith(", interrupted")
     assert not run.training  # its process is dead, so it is listed
-    assert run.metrics["best_epoch"] >= 2  # two checkpoints were saved before the kill
-    assert run.metrics["epochs_run"] == len(run.history["loss"]) >= run.metrics["best_epoch"]
-    best = run.metrics["best_epoch"] - 1
+    assert run.metrics.best_epoch >= 2  # two checkpoints were saved before the kill
+    assert run.metrics.epochs_run == len(run.history["loss"]) >= run.metrics.best_epoch
+    best = run.metrics.best_epoch - 1
     assert run.history["val_loss"][best] == min(run.history["val_loss"])
     # The model on disk is the one that was evaluated: the child's 20 test images.
     x_test = np.random.default_rng(0).integers(0, 256, (220, 28, 28), dtype=np.uint8)[200:]

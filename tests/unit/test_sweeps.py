@@ -11,6 +11,7 @@ import pytest
 from mnist_core.config import TrainConfig
 from mnist_core.errors import ConfigError
 from mnist_core.job_service import JobRequest, JobState, JobStatus
+from mnist_core.run_record import RunMetrics
 from mnist_core.runs import RunInfo, RunStore
 from mnist_core.sweeps import (
     Axis,
@@ -24,6 +25,7 @@ from mnist_core.sweeps import (
     sweep_results,
     swept_settings,
 )
+from tests.records import metrics_json
 
 MLP = TrainConfig.preset("mlp")
 
@@ -164,16 +166,11 @@ def test_format_value_writes_what_parse_reads(value: object, text: str) -> None:
 
 def fake_run(run_id: str, learning_rate: float, val: float | None, test: float) -> RunInfo:
     """A run's record as the store reads it (no model needed to rank)."""
-    metrics = {
-        "status": "completed",
-        "test_accuracy": test,
-        "val_accuracy": val,
-        "epochs_run": 2,
-        "best_epoch": 2,
-        "train_seconds": 3.5,
-    }
+    metrics = metrics_json(
+        test_accuracy=test, val_accuracy=val, epochs_run=2, best_epoch=2, train_seconds=3.5
+    )
     config = MLP.replace(learning_rate=learning_rate)
-    return RunInfo(run_id, Path(run_id), config, {}, metrics)
+    return RunInfo(run_id, Path(run_id), config, {}, RunMetrics.from_json(metrics))
 
 
 def test_trials_are_ranked_and_picked_by_validation_accuracy_never_by_test_accuracy() -> None:
@@ -217,8 +214,9 @@ def save_fake_run(store: RunStore, run_id: str, config: TrainConfig, val: float)
     (folder / "config.json").write_text(json.dumps(config.to_dict()))
     history = {"loss": [0.3], "val_accuracy": [val]}
     (folder / "history.json").write_text(json.dumps(history))
-    metrics = {"status": "completed", "test_accuracy": 0.9, "best_epoch": 1, "epochs_run": 1}
-    (folder / "metrics.json").write_text(json.dumps(metrics))  # no val_accuracy: an old run
+    metrics = metrics_json(test_accuracy=0.9, best_epoch=1, epochs_run=1)
+    del metrics["val_accuracy"]  # an old run: the store reads it from the history
+    (folder / "metrics.json").write_text(json.dumps(metrics))
     (folder / "model.keras").write_bytes(b"")
 
 
