@@ -65,6 +65,15 @@ class RunMetrics:
         return "early stop" if self.stopped_early else "completed"
 
     @property
+    def ending(self) -> str:
+        """How the run ended, as Train tells the visitor who started it: "completed",
+        "stopped early (no better validation loss)", "stopped by you" or "interrupted"."""
+        return {
+            "early stop": "stopped early (no better validation loss)",
+            "stopped by user": "stopped by you",
+        }.get(self.status_text, self.status_text)
+
+    @property
     def kind(self) -> str | None:
         """ "ensemble" or "imported" for runs not trained from a config here, else None."""
         if self.ensemble is not None:

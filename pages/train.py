@@ -310,14 +310,9 @@ def show_summary(run_id: str, job_id: str) -> None:
             st.session_state[BEFORE] = None
         app_state.set_active_run(run_id)
     metrics = run.metrics
-    how = (
-        "stopped by you"
-        if metrics.stopped
-        else ("stopped early (no better validation loss)" if metrics.stopped_early else "completed")
-    )
     epochs = metrics.epochs_run
     st.success(
-        f"Run `{run_id}` {how}: **{run.test_accuracy:.2%}** test accuracy, "
+        f"Run `{run_id}` {metrics.ending}: **{run.test_accuracy:.2%}** test accuracy, "
         f"{epochs} epoch{'s' if epochs != 1 else ''} (best: {metrics.best_epoch}) in "
         f"{metrics.train_seconds:.0f} s. It is now your active model."
     )

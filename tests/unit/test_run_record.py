@@ -43,19 +43,23 @@ def test_keys_it_does_not_know_are_kept() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "stopped", "stopped_early", "text"),
+    ("status", "stopped", "stopped_early", "text", "ending"),
     [
-        ("completed", False, False, "completed"),
-        ("completed", False, True, "early stop"),
-        ("stopped", True, False, "stopped by user"),
-        ("interrupted", False, True, "interrupted"),
-        ("interrupted", True, False, "interrupted"),
+        ("completed", False, False, "completed", "completed"),
+        ("completed", False, True, "early stop", "stopped early (no better validation loss)"),
+        ("stopped", True, False, "stopped by user", "stopped by you"),
+        ("interrupted", False, True, "interrupted", "interrupted"),
+        ("interrupted", True, False, "interrupted", "interrupted"),
     ],
 )
-def test_status_text(status: str, stopped: bool, stopped_early: bool, text: str) -> None:
+def test_status_in_words(
+    status: str, stopped: bool, stopped_early: bool, text: str, ending: str
+) -> None:
     value = {**saved(), "status": status, "stopped": stopped, "stopped_early": stopped_early}
 
-    assert RunMetrics.from_json(value).status_text == text
+    metrics = RunMetrics.from_json(value)
+
+    assert (metrics.status_text, metrics.ending) == (text, ending)
 
 
 def test_kind_and_the_fields_an_import_or_ensemble_adds() -> None:
