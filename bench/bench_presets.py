@@ -121,13 +121,13 @@ class Trainings:
             return {
                 "test_accuracy": run.test_accuracy,
                 "val_accuracy": run.val_accuracy,
-                "seconds": float(run.metrics["train_seconds"]),
-                "epochs_run": run.metrics["epochs_run"],
+                "seconds": run.metrics.train_seconds,
+                "epochs_run": run.metrics.epochs_run,
             }
         preset = ENSEMBLE_PRESETS[name]
         member_ids = [self.run(preset.member, seed + n) for n in range(preset.members)]
         run = self.store.get(save_ensemble(self.store, member_ids, self.data, tta=preset.tta))
-        members = run.ensemble["members"]
+        members = run.ensemble.members
         return {
             "test_accuracy": run.test_accuracy,
             "val_accuracy": run.val_accuracy,
@@ -137,20 +137,21 @@ class Trainings:
             "val_two_members": validation_accuracy(
                 self.store, members[:2], self.data, tta=preset.tta
             ),
-            "seconds": sum(float(m["train_seconds"]) for m in members),
+            "seconds": sum(m.train_seconds or 0.0 for m in members),
             "members": [
-                {key: m[key] for key in ("seed", "test_accuracy", "val_accuracy")} for m in members
+                {"seed": m.seed, "test_accuracy": m.test_accuracy, "val_accuracy": m.val_accuracy}
+                for m in members
             ],
         }
 
 
-def validation_accuracy(store, members: list[dict], data, tta: bool) -> float:
+def validation_accuracy(store, members, data, tta: bool) -> float:
     """Validation accuracy of an ensemble of `members` (saved runs) built here, not saved."""
     from mnist_core.evaluate import evaluate
     from mnist_core.ml.ensemble import ensemble_model
 
-    models = [store.load_model(member["run_id"]) for member in members]
-    split = store.get(members[0]["run_id"]).config.validation_split
+    models = [store.load_model(member.run_id) for member in members]
+    split = store.get(members[0].run_id).config.validation_split
     n_val = int(round(len(data.x_train) * split))
     model = ensemble_model(models, tta=tta)
     return evaluate(model, data.x_train[-n_val:], data.y_train[-n_val:]).accuracy

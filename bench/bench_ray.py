@@ -125,7 +125,7 @@ def per_preset(folder: Path, presets: list[str]) -> list[tuple[str, float, float
             job_id = service.submit(TrainConfig.preset(preset, epochs=1), owner=preset)
             peak = wait_for_runs(service, [job_id], watch=True)
             run = RunStore(folder / "presets").get(service.status(job_id).current.run_id)
-            rows.append((preset, float(run.metrics["train_seconds"]), peak))
+            rows.append((preset, run.metrics.train_seconds, peak))
         ray.shutdown()
     return rows
 

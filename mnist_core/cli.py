@@ -347,12 +347,12 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 
 def _ensemble_summary(args: argparse.Namespace, run: RunInfo) -> int:
-    ensemble = run.ensemble or {"members": [], "tta": False}
+    ensemble = run.ensemble
     summary = {
         "run_id": run.run_id,
         "model_path": str(run.model_path),
-        "members": [member["run_id"] for member in ensemble["members"]],
-        "tta": bool(ensemble["tta"]),
+        "members": [member.run_id for member in ensemble.members] if ensemble else [],
+        "tta": bool(ensemble and ensemble.tta),
         "val_accuracy": run.val_accuracy,
         "test_accuracy": run.test_accuracy,
         "test_loss": run.metrics.test_loss,
@@ -756,10 +756,12 @@ def _import(args: argparse.Namespace) -> int:
 
         data = load_mnist(args.data)
         run = store.get(import_model_file(store, args.file, data, args.name, args.scale))
-        imported = run.imported or {}
-        print(f"Pixel scale {imported['scale']}: {imported['scale_note']}.")
-        summary = {"run_id": run.run_id, "name": imported["name"]}
-        summary.update({key: imported[key] for key in ("input", "output", "scale")})
+        imported = run.imported
+        if imported is None:  # cannot happen: the run was saved as an import just now
+            raise ModelError(f"run {run.run_id} is not an imported model")
+        print(f"Pixel scale {imported.scale}: {imported.scale_note}.")
+        summary = {"run_id": run.run_id, "name": imported.name, "input": imported.input}
+        summary.update({"output": imported.output, "scale": imported.scale})
     summary["test_accuracy"] = run.test_accuracy
     summary["model_path"] = str(run.model_path)
     _print_summary(summary, args.json)

@@ -15,12 +15,74 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from mnist_core.data import NUM_CLASSES
 
 METRICS_FILE = "metrics.json"
 COMPLETED, STOPPED, INTERRUPTED = "completed", "stopped", "interrupted"
+_Record = TypeVar("_Record")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImportedModel:
+    """Where an imported model came from and how it is read (`ml.model_import`)."""
+
+    name: str  # how the run is shown: given at import, else the file's name
+    file: str
+    sha256: str = ""
+    bytes: int | None = None
+    parameters: int | None = None  # its weights
+    input: str  # the layout found: "(28, 28)", "(28, 28, 1)" or "(784,)"
+    output: str  # "probabilities", or "logits" (a softmax is added)
+    scale: str = ""  # the pixels it expects: "[0, 1]" or "[0, 255]"
+    scale_note: str = ""  # how the scale was decided
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> ImportedModel:
+        """From a record `_is_imported_model` accepted."""
+        return _record(cls, value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnsembleMember:
+    """What an ensemble keeps of a member run: enough to list and retrain it."""
+
+    run_id: str
+    config: Mapping[str, Any] = field(default_factory=dict)  # its TrainConfig, as a dict
+    test_accuracy: float | None = None
+    val_accuracy: float | None = None
+    epochs_run: int | None = None
+    train_seconds: float | None = None
+    seed: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.config.get("architecture", "?"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ensemble:
+    """An ensemble run's members, and whether it also averages shifted copies (`tta`)."""
+
+    tta: bool
+    shifts: tuple[tuple[int, int], ...] = ()  # (rows, columns) of each copy, with tta
+    members: tuple[EnsembleMember, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Ensemble:
+        """From a record `_is_ensemble` accepted."""
+        return _record(
+            cls,
+            {
+                **value,
+                "shifts": tuple((int(row), int(column)) for row, column in value.get("shifts", ())),
+                "members": tuple(_record(EnsembleMember, m) for m in value["members"]),
+            },
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,8 +110,8 @@ class RunMetrics:
     data_source: str = ""
     data_fingerprint: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)  # python, tensorflow, keras, ...
-    ensemble: Mapping[str, Any] | None = None  # members (run_id, config, ...), tta, shifts
-    imported_model: Mapping[str, Any] | None = None  # name, file, sha256, input, output, ...
+    ensemble: Ensemble | None = None  # for an ensemble run
+    imported_model: ImportedModel | None = None  # for a model imported from a Keras file
     imported_from: str | None = None  # the run's id where its bundle was exported
     writer_pid: int | None = None  # the process training a checkpoint; None when saved
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know
@@ -129,8 +191,8 @@ class RunMetrics:
             data_source=known.get("data_source", ""),
             data_fingerprint=known.get("data_fingerprint", ""),
             versions=dict(known.get("versions", {})),
-            ensemble=known.get("ensemble"),
-            imported_model=known.get("imported_model"),
+            ensemble=_optional(Ensemble.from_json, known.get("ensemble")),
+            imported_model=_optional(ImportedModel.from_json, known.get("imported_model")),
             imported_from=known.get("imported_from"),
             writer_pid=known.get("writer_pid"),
             extra={key: item for key, item in value.items() if key not in _FIELDS},
@@ -142,12 +204,33 @@ class RunMetrics:
 
 
 def _plain(value: Any) -> Any:
-    """`value` with tuples and mappings as JSON's lists and objects."""
+    """`value` with records, tuples and mappings as JSON's objects and lists; a record's
+    fields in order, None-valued ones left out, then the keys it did not know."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = {
+            item.name: getattr(value, item.name)
+            for item in dataclasses.fields(value)
+            if item.name != "extra"
+        }
+        plain = {key: _plain(item) for key, item in fields.items() if item is not None}
+        return {**plain, **_plain(getattr(value, "extra", {}))}
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
     if isinstance(value, Mapping):
         return {key: _plain(item) for key, item in value.items()}
     return value
+
+
+def _record(cls: Callable[..., _Record], value: Mapping[str, Any]) -> _Record:
+    """`cls` (a record with `extra`) from the keys of `value` it has fields for; the others
+    go to `extra`."""
+    names = {item.name for item in dataclasses.fields(cls)} - {"extra"}  # type: ignore[arg-type]
+    known = {key: item for key, item in value.items() if key in names and item is not None}
+    return cls(**known, extra={key: item for key, item in value.items() if key not in names})
+
+
+def _optional(read: Callable[[Mapping[str, Any]], _Record], value: Any) -> _Record | None:
+    return None if value is None else read(value)
 
 
 def _float_or_none(value: Any) -> float | None:
@@ -191,16 +274,40 @@ def _is_text_map(value: Any) -> bool:
     )
 
 
+def _has(value: dict[str, Any], check: Callable[[Any], bool], *keys: str) -> bool:
+    """Whether each of `keys` that `value` holds passes `check`, or is null."""
+    return all(value.get(key) is None or check(value[key]) for key in keys)
+
+
+def _is_member(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and is_text(value.get("run_id"))
+        and isinstance(value.get("config", {}), dict)
+        and _has(value, _is_fraction, "test_accuracy", "val_accuracy")
+        and _has(value, is_count, "epochs_run", "seed")
+        and _has(value, is_number, "train_seconds")
+    )
+
+
+def _is_shift(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(map(_is_small_int, value))
+
+
+def _is_small_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 28
+
+
 def _is_ensemble(value: Any) -> bool:
     return (
         isinstance(value, dict)
         and isinstance(value.get("tta"), bool)
+        and isinstance(value.get("shifts", []), list)
+        and len(value.get("shifts", [])) <= 25
+        and all(map(_is_shift, value.get("shifts", [])))
         and isinstance(value.get("members"), list)
         and 2 <= len(value["members"]) <= 10
-        and all(
-            isinstance(member, dict) and is_text(member.get("run_id"))
-            for member in value["members"]
-        )
+        and all(map(_is_member, value["members"]))
     )
 
 
@@ -210,6 +317,8 @@ def _is_imported_model(value: Any) -> bool:
         and len(value) <= 20
         and all(is_text(key) for key in value)
         and all(is_text(value.get(key)) for key in ("name", "file", "input", "output"))
+        and _has(value, is_text, "sha256", "scale", "scale_note")
+        and _has(value, is_count, "bytes", "parameters")
     )
 
 

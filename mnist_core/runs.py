@@ -29,7 +29,7 @@ import secrets
 import shutil
 import time
 import zipfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +40,15 @@ import numpy as np
 from mnist_core.config import RUN_ID, TrainConfig
 from mnist_core.errors import ConfigError, ModelError, first_line
 from mnist_core.evaluate import Evaluation
-from mnist_core.run_record import COMPLETED, INTERRUPTED, METRICS_FILE, STOPPED, RunMetrics
+from mnist_core.run_record import (
+    COMPLETED,
+    INTERRUPTED,
+    METRICS_FILE,
+    STOPPED,
+    Ensemble,
+    ImportedModel,
+    RunMetrics,
+)
 from mnist_core.serving import ONNX_FILE
 
 if TYPE_CHECKING:  # types only: saving a result is a worker's job, with TensorFlow loaded
@@ -113,13 +121,13 @@ class RunInfo:
         return self.status == INTERRUPTED and _process_alive(self.metrics.writer_pid)
 
     @property
-    def ensemble(self) -> Mapping[str, Any] | None:
+    def ensemble(self) -> Ensemble | None:
         """For an ensemble run (`ensemble.py`): its members and whether it averages shifted
         copies (`tta`); None for a trained run."""
         return self.metrics.ensemble
 
     @property
-    def imported(self) -> Mapping[str, Any] | None:
+    def imported(self) -> ImportedModel | None:
         """For a model imported from a Keras file (`model_import.py`): its name, file name,
         SHA-256, and the input layout, output kind and pixel scale found; None otherwise."""
         return self.metrics.imported_model
@@ -138,9 +146,9 @@ class RunInfo:
             return f"imported {self.title}"
         if self.ensemble is None:
             return self.config.architecture
-        members = self.ensemble.get("members") or []
-        kinds = sorted({str(m.get("config", {}).get("architecture", "?")) for m in members})
-        tta = " + shifts" if self.ensemble.get("tta") else ""
+        members = self.ensemble.members
+        kinds = sorted({member.architecture for member in members})
+        tta = " + shifts" if self.ensemble.tta else ""
         return f"ensemble of {len(members)} {'/'.join(kinds)}{tta}"
 
     @property
@@ -148,7 +156,7 @@ class RunInfo:
         """The model's name for headings: an architecture in capitals ("VGG"), an imported
         model's name as given."""
         if self.imported is not None:
-            return str(self.imported.get("name") or self.imported.get("file", "?"))
+            return self.imported.name or self.imported.file
         return self.model_name.upper()
 
     @property

@@ -8,7 +8,7 @@ from mnist_core import serving
 from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
-from mnist_core.run_record import INTERRUPTED
+from mnist_core.run_record import INTERRUPTED, ImportedModel
 from pages.parts import app_state, drawings_view, explain_view, replay_view, share_view
 
 PAGE_SIZE = 40
@@ -125,15 +125,15 @@ def downloads(run) -> None:
     )
 
 
-def imported_caption(imported: dict) -> str:
+def imported_caption(imported: ImportedModel) -> str:
     """Where an imported model came from, and how its pixel scale was decided."""
-    size = f", {imported['bytes'] / 1e6:.1f} MB" if "bytes" in imported else ""
-    digest = f", SHA-256 {imported['sha256'][:12]}…" if "sha256" in imported else ""
-    parameters = f"{imported['parameters']:,} weights; " if "parameters" in imported else ""
+    size = f", {imported.bytes / 1e6:.1f} MB" if imported.bytes is not None else ""
+    digest = f", SHA-256 {imported.sha256[:12]}…" if imported.sha256 else ""
+    parameters = f"{imported.parameters:,} weights; " if imported.parameters is not None else ""
     return (
-        f"Imported from `{imported['file']}`{size}{digest}: {parameters}pixel scale "
-        f"{imported.get('scale', '?')}, {imported.get('scale_note', 'not recorded')}. "
-        + ("Its logits go through a softmax here. " if imported.get("output") == "logits" else "")
+        f"Imported from `{imported.file}`{size}{digest}: {parameters}pixel scale "
+        f"{imported.scale or '?'}, {imported.scale_note or 'not recorded'}. "
+        + ("Its logits go through a softmax here. " if imported.output == "logits" else "")
         + "Not trained here: no learning curves."
     )
 
@@ -166,9 +166,9 @@ cells[0].metric("Test accuracy", f"{run.test_accuracy:.2%}")
 cells[1].metric("Test loss", f"{metrics.test_loss:.4f}")
 if run.imported is not None:
     imported = run.imported
-    cells[2].metric("Input", imported["input"])
-    cells[3].metric("Output", "softmax" if imported["output"] == "probabilities" else "logits")
-    cells[4].metric("Pixels", imported.get("scale", "?"))
+    cells[2].metric("Input", imported.input)
+    cells[3].metric("Output", "softmax" if imported.output == "probabilities" else "logits")
+    cells[4].metric("Pixels", imported.scale or "?")
     st.caption(imported_caption(imported))
 else:
     cells[2].metric("Epochs", f"{metrics.epochs_run} (best {metrics.best_epoch})")

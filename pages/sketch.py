@@ -90,7 +90,7 @@ TTA = "sketch_tta"
 
 def tta_switch(run) -> None:
     """The test-time augmentation switch (off by default), or why a run does not need it."""
-    if run.ensemble is not None and run.ensemble.get("tta"):
+    if run.ensemble is not None and run.ensemble.tta:
         st.caption("This ensemble averages shifted copies of every digit itself.")
         return
     st.toggle(
@@ -105,7 +105,7 @@ def tta_switch(run) -> None:
 
 def use_tta(run) -> bool:
     """Whether the switch asks for test-time augmentation for `run`."""
-    ensemble_does_it = run.ensemble is not None and run.ensemble.get("tta")
+    ensemble_does_it = run.ensemble is not None and run.ensemble.tta
     return bool(st.session_state.get(TTA)) and not ensemble_does_it
 
 

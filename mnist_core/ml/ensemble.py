@@ -17,7 +17,6 @@ This module needs TensorFlow.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import keras
 import numpy as np
@@ -30,6 +29,7 @@ from mnist_core.ml.model_files import load_model_file
 from mnist_core.ml.onnx_export import inference_model
 from mnist_core.ml.train import ProgressHook, TrainResult, train
 from mnist_core.progress import HISTORY_KEYS
+from mnist_core.run_record import Ensemble, EnsembleMember
 from mnist_core.runs import RunInfo, RunRecorder, RunStore
 from mnist_core.serving import TTA_SHIFTS
 
@@ -108,7 +108,7 @@ def build_ensemble(runs: Sequence[RunInfo], data: MnistData, tta: bool = False) 
         validation = evaluate(model, data.x_train[-n_val:], data.y_train[-n_val:])
         val_accuracy = validation.accuracy
     evaluation: Evaluation = evaluate(model, data.x_test, data.y_test)
-    members = [_member(run) for run in runs]
+    members = tuple(map(_member, runs))
     return TrainResult(
         model=model,
         config=runs[0].config,
@@ -124,11 +124,7 @@ def build_ensemble(runs: Sequence[RunInfo], data: MnistData, tta: bool = False) 
         kind="ensemble",
         extra_metrics={
             "val_accuracy": val_accuracy,
-            "ensemble": {
-                "tta": tta,
-                "shifts": [list(s) for s in TTA_SHIFTS] if tta else [],
-                "members": members,
-            },
+            "ensemble": Ensemble(tta=tta, shifts=TTA_SHIFTS if tta else (), members=members),
         },
     )
 
@@ -141,17 +137,16 @@ def save_ensemble(
     return store.save(build_ensemble(runs, data, tta=tta))
 
 
-def _member(run: RunInfo) -> dict[str, Any]:
-    """What the ensemble keeps of a member run: enough to list and retrain it."""
-    return {
-        "run_id": run.run_id,
-        "config": run.config.to_dict(),
-        "test_accuracy": run.test_accuracy,
-        "val_accuracy": run.val_accuracy,
-        "epochs_run": run.metrics.epochs_run,
-        "train_seconds": run.metrics.train_seconds,
-        "seed": run.config.seed,
-    }
+def _member(run: RunInfo) -> EnsembleMember:
+    return EnsembleMember(
+        run_id=run.run_id,
+        config=run.config.to_dict(),
+        test_accuracy=run.test_accuracy,
+        val_accuracy=run.val_accuracy,
+        epochs_run=run.metrics.epochs_run,
+        train_seconds=run.metrics.train_seconds,
+        seed=run.config.seed,
+    )
 
 
 def train_ensemble(

@@ -39,6 +39,7 @@ from mnist_core.ml.onnx_export import call_in_inference_mode, inference_model, l
 from mnist_core.ml.predict import predict_proba
 from mnist_core.ml.train import TrainResult
 from mnist_core.progress import HISTORY_KEYS
+from mnist_core.run_record import ImportedModel
 from mnist_core.runs import RunStore
 
 PixelScale = Literal["1", "255"]  # pixels in [0, 1] or in [0, 255]
@@ -67,13 +68,19 @@ class Adapted:
     scale: PixelScale  # the pixel scale the model expects
     scale_note: str  # how the scale was decided, for the user
 
-    def record(self) -> dict[str, str]:
-        return {
-            "input": self.input,
-            "output": self.output,
-            "scale": SCALE_TEXT[self.scale],
-            "scale_note": self.scale_note,
-        }
+    def record(self, name: str, file: str, raw: bytes, parameters: int) -> ImportedModel:
+        """The run's record of the model: `name`, the file's name and bytes, its weights."""
+        return ImportedModel(
+            name=name,
+            file=file,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            bytes=len(raw),
+            parameters=parameters,
+            input=self.input,
+            output=self.output,
+            scale=SCALE_TEXT[self.scale],
+            scale_note=self.scale_note,
+        )
 
 
 def import_model_file(
@@ -98,14 +105,9 @@ def import_model_file(
     model = read_model_file(path, fix=_FIX)
     adapted = adapt(model, path.name, data, scale)
     evaluation = evaluate(adapted.model, data.x_test, data.y_test)
-    record = {
-        "name": (name or "").strip() or path.name,
-        "file": path.name,
-        "sha256": hashlib.sha256(raw).hexdigest(),
-        "bytes": len(raw),
-        "parameters": int(model.count_params()),
-        **adapted.record(),
-    }
+    record = adapted.record(
+        (name or "").strip() or path.name, path.name, raw, int(model.count_params())
+    )
     result = TrainResult(
         model=adapted.model,
         config=TrainConfig(),  # not trained here: the record's `imported_model` says so

@@ -82,9 +82,10 @@ def test_an_ensemble_run_is_saved_scored_served_and_bundled_like_any_run(
     run = store.get(store.save(build_ensemble(runs, digits, tta=True)))
 
     assert "-ensemble-" in run.run_id and run.model_name == "ensemble of 2 cnn/mlp + shifts"
-    assert [m["run_id"] for m in run.ensemble["members"]] == saved_members
-    assert run.ensemble["members"][1]["config"]["architecture"] == "cnn"
-    assert run.ensemble["tta"] is True
+    assert run.ensemble is not None
+    assert [m.run_id for m in run.ensemble.members] == saved_members
+    assert run.ensemble.members[1].config["architecture"] == "cnn"
+    assert run.ensemble.tta is True
     # Scored on the test set from its averaged probabilities; judged on the validation split.
     model = load_model_file(run.model_path)
     x_test = digits.x_test.astype(np.float32) / 255
@@ -101,7 +102,8 @@ def test_an_ensemble_run_is_saved_scored_served_and_bundled_like_any_run(
     # Whole without its members: they are inside its model file.
     for run_id in saved_members:
         store.delete(run_id)
-    assert store.get(run.run_id).ensemble["members"][0]["run_id"] == saved_members[0]
+    kept = store.get(run.run_id).ensemble
+    assert kept is not None and kept.members[0].run_id == saved_members[0]
     np.testing.assert_allclose(
         predict_proba(load_model_file(run.model_path), x_test), probabilities, atol=1e-6
     )

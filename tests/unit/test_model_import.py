@@ -53,8 +53,8 @@ def test_the_original_recipe_imports_with_the_accuracy_model_evaluate_gives(
     assert 0.85 < expected < 0.99  # one epoch on 6,000 digits: a real, imperfect model
     run = RunStore(runs).get(summary["run_id"])
     assert "-imported-" in run.run_id and run.model_name == "imported mnist_model.h5"
-    assert run.imported["sha256"] == hashlib.sha256(h5.read_bytes()).hexdigest()
-    assert run.imported["parameters"] == model.count_params() == 235_146
+    assert run.imported.sha256 == hashlib.sha256(h5.read_bytes()).hexdigest()
+    assert run.imported.parameters == model.count_params() == 235_146
     assert not run.trained_here and run.history["loss"] == []
     assert run.test_probabilities().shape == (10_000, 10)
     onnx = OnnxModel(run.onnx_path).predict_proba(mnist.x_test[:500])
@@ -105,8 +105,8 @@ def test_every_input_layout_and_output_kind_is_read_as_the_model_reads_it(
 
     run = store.get(import_model_file(store, path, digits, name="  my model  "))
 
-    assert run.imported["input"] == layout
-    assert run.imported["output"] == ("probabilities" if output == "softmax" else "logits")
+    assert run.imported.input == layout
+    assert run.imported.output == ("probabilities" if output == "softmax" else "logits")
     assert run.model_name == "imported my model"
     answers = np.asarray(model(digits.x_test.reshape(-1, *shape) / 255.0))
     if output == "linear":
@@ -135,8 +135,8 @@ def test_the_pixel_scale_is_told_by_a_rescaling_layer(digits, tmp_path: Path, ke
 
     run = store.get(import_model_file(store, tmp_path / "raw.keras", digits))
 
-    assert run.imported["scale"] == "[0, 255]"
-    assert run.imported["scale_note"].startswith("told by the model")
+    assert run.imported.scale == "[0, 255]"
+    assert run.imported.scale_note.startswith("told by the model")
     answers = predict_proba(model, digits.x_test.astype(np.float32))
     np.testing.assert_allclose(run.test_probabilities(), answers, atol=SAME_MODEL_TOLERANCE)
 
@@ -152,14 +152,14 @@ def test_the_pixel_scale_is_measured_on_training_digits_and_can_be_given(
     measured = store.get(import_model_file(store, tmp_path / "raw.h5", digits))
     given = store.get(import_model_file(store, tmp_path / "raw.h5", digits, scale="1"))
 
-    assert measured.imported["scale"] == "[0, 255]"
-    assert measured.imported["scale_note"].startswith("measured on 400 training digits")
+    assert measured.imported.scale == "[0, 255]"
+    assert measured.imported.scale_note.startswith("measured on 400 training digits")
     right = float(
         (predict_proba(model, digits.x_test.astype(np.float32)).argmax(1) == digits.y_test).mean()
     )
     assert measured.test_accuracy == pytest.approx(right, abs=1e-9) and right > 0.5
-    assert given.imported["scale"] == "[0, 1]"
-    assert given.imported["scale_note"] == "chosen at import"
+    assert given.imported.scale == "[0, 1]"
+    assert given.imported.scale_note == "chosen at import"
     # Read at the wrong scale: faint digits, near-uniform probabilities.
     assert given.metrics.test_loss > measured.metrics.test_loss + 0.3
 

@@ -62,24 +62,52 @@ def test_status_in_words(
     assert (metrics.status_text, metrics.ending) == (text, ending)
 
 
-def test_kind_and_the_fields_an_import_or_ensemble_adds() -> None:
-    member = {"run_id": "20260101-000000-cnn-aaaaaa"}
-    ensemble = RunMetrics.from_json(
-        {**saved(), "ensemble": {"tta": True, "members": [member, member]}}
-    )
-    imported = RunMetrics.from_json(
-        {
-            **saved(),
-            "val_accuracy": None,
-            "imported_model": {"name": "mine", "file": "m.h5", "input": "(784,)", "output": "x"},
-            "imported_from": "20250101-000000-mlp-bbbbbb",
-        }
-    )
+MEMBER = {
+    "run_id": "20260101-000000-cnn-aaaaaa",
+    "config": {"architecture": "cnn", "epochs": 2},
+    "test_accuracy": 0.99,
+    "val_accuracy": 0.985,
+    "epochs_run": 2,
+    "train_seconds": 30.5,
+    "seed": 1,
+}
+IMPORTED = {
+    "name": "mine",
+    "file": "m.h5",
+    "sha256": "ab" * 32,
+    "bytes": 1_234_567,
+    "parameters": 235_146,
+    "input": "(784,)",
+    "output": "logits",
+    "scale": "[0, 255]",
+    "scale_note": "chosen at import",
+}
 
-    assert (ensemble.kind, imported.kind) == ("ensemble", "imported")
-    assert ensemble.ensemble is not None and ensemble.ensemble["tta"] is True
-    assert imported.val_accuracy is None and "val_accuracy" in imported.to_json()
-    assert imported.imported_from == "20250101-000000-mlp-bbbbbb"
+
+def test_an_ensemble_and_an_imported_model_read_typed_and_write_back_unchanged() -> None:
+    second = {**MEMBER, "run_id": "20260101-000000-deep-bbbbbb", "config": {"architecture": "deep"}}
+    ensembled = {
+        **saved(),
+        "ensemble": {"tta": True, "shifts": [[0, 0], [-1, 0]], "members": [MEMBER, second]},
+    }
+    imported = {
+        **saved(),
+        "val_accuracy": None,
+        "imported_model": IMPORTED,
+        "imported_from": "20250101-000000-mlp-bbbbbb",
+    }
+
+    ensemble, model = RunMetrics.from_json(ensembled), RunMetrics.from_json(imported)
+
+    assert (ensemble.kind, model.kind) == ("ensemble", "imported")
+    assert ensemble.ensemble is not None and ensemble.ensemble.tta is True
+    assert ensemble.ensemble.shifts == ((0, 0), (-1, 0))
+    assert [m.architecture for m in ensemble.ensemble.members] == ["cnn", "deep"]
+    assert ensemble.ensemble.members[0].train_seconds == 30.5
+    assert model.imported_model is not None and model.imported_model.bytes == 1_234_567
+    assert (model.imported_model.output, model.imported_model.scale) == ("logits", "[0, 255]")
+    assert model.val_accuracy is None and model.imported_from == "20250101-000000-mlp-bbbbbb"
+    assert ensemble.to_json() == ensembled and model.to_json() == imported
 
 
 def test_replace_changes_one_field_and_refuses_unknown_names() -> None:
@@ -108,7 +136,11 @@ def test_replace_changes_one_field_and_refuses_unknown_names() -> None:
         ({"val_accuracy": "high"}, "val_accuracy must be from 0 to 1, or null"),
         ({"versions": {"keras": 3}}, "versions must be library names and versions"),
         ({"ensemble": {"tta": False, "members": [{}]}}, "ensemble must be an ensemble's"),
+        ({"ensemble": {"tta": False, "members": [MEMBER, {**MEMBER, "seed": "one"}]}}, "ensem"),
+        ({"ensemble": {"tta": True, "shifts": [[0]], "members": [MEMBER] * 2}}, "ensemble must"),
         ({"imported_model": {"name": "x"}}, "imported_model must be an imported model's"),
+        ({"imported_model": {**IMPORTED, "bytes": "1 MB"}}, "imported_model must be"),
+        ({"imported_model": {**IMPORTED, "scale": 255}}, "imported_model must be"),
         ({"writer_pid": "me"}, "writer_pid must be a process id"),
     ],
 )
