@@ -161,19 +161,27 @@ others = st.multiselect(
 )
 
 metrics = run.metrics
-cells = st.columns(5)
-cells[0].metric("Test accuracy", f"{run.test_accuracy:.2%}")
-cells[1].metric("Test loss", f"{metrics.test_loss:.4f}")
+# Each figure as wide as its value, wrapping to a second line in a narrow window ("stopped by
+# user" and "(28, 28, 1)" do not fit a fifth of it).
+row = st.container(horizontal=True, gap="medium")
+figures = [("Test accuracy", f"{run.test_accuracy:.2%}"), ("Test loss", f"{metrics.test_loss:.4f}")]
 if run.imported is not None:
     imported = run.imported
-    cells[2].metric("Input", imported.input)
-    cells[3].metric("Output", "softmax" if imported.output == "probabilities" else "logits")
-    cells[4].metric("Pixels", imported.scale or "?")
-    st.caption(imported_caption(imported))
+    figures += [
+        ("Input", imported.input),
+        ("Output", "softmax" if imported.output == "probabilities" else "logits"),
+        ("Pixels", imported.scale or "?"),
+    ]
 else:
-    cells[2].metric("Epochs", f"{metrics.epochs_run} (best {metrics.best_epoch})")
-    cells[3].metric("Training time", f"{metrics.train_seconds:.0f} s")
-    cells[4].metric("Status", run.status_text)
+    figures += [
+        ("Epochs", f"{metrics.epochs_run} (best {metrics.best_epoch})"),
+        ("Training time", f"{metrics.train_seconds:.0f} s"),
+        ("Status", run.status_text),
+    ]
+for label, value in figures:
+    row.metric(label, value, width="content")
+if run.imported is not None:
+    st.caption(imported_caption(run.imported))
 if run.status == INTERRUPTED:
     st.caption(
         f"Training of this run ended abruptly (the server stopped) after epoch "
