@@ -204,6 +204,8 @@ def test_damaged_runs_are_skipped_by_list(store: RunStore, run_id: str) -> None:
     (damaged_copy("20200101-000000-mlp-bbbbbb") / "metrics.json").write_text("{not json")
     (damaged_copy("20200101-000000-mlp-cccccc") / "config.json").write_text('{"epochs": 0}')
     (damaged_copy("20200101-000000-mlp-dddddd") / "metrics.json").write_text('{"status": "x"}')
+    wrong = json.loads((good / "metrics.json").read_text()) | {"test_accuracy": "99 %"}
+    (damaged_copy("20200101-000000-mlp-ffffff") / "metrics.json").write_text(json.dumps(wrong))
     damaged_copy(f".tmp-{run_id[:-6]}eeeeee")  # a save interrupted before its rename
     (store.root / "notes.txt").write_text("not a run")
 
@@ -213,6 +215,8 @@ def test_damaged_runs_are_skipped_by_list(store: RunStore, run_id: str) -> None:
     for name in ("bbbbbb", "cccccc", "dddddd"):
         with pytest.raises(ModelError, match="is damaged"):
             store.get(f"20200101-000000-mlp-{name}")
+    with pytest.raises(ModelError, match="metrics.json: test_accuracy must be from 0 to 1"):
+        store.get("20200101-000000-mlp-ffffff")
 
 
 def test_corrupt_model_file(store: RunStore, run_id: str) -> None:
