@@ -53,9 +53,9 @@ def test_an_import_runs_in_a_subprocess_and_reports_its_run(
     summary = wait(job)
     run = RunStore(runs).get(summary["run_id"])
     assert summary["name"] == "Flat" and summary["input"] == "(784,)"
-    assert summary["scale"] == "[0, 1]" and run.imported["scale_note"] == "chosen at import"
+    assert summary["scale"] == "[0, 1]" and run.imported.scale_note == "chosen at import"
     assert summary["test_accuracy"] == pytest.approx(run.test_accuracy, abs=1e-4)
-    assert run.imported["file"] == "my_flat.keras"
+    assert run.imported.file == "my_flat.keras"
     assert not job._folder.exists()  # the upload's copy is removed
 
 
