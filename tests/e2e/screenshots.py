@@ -84,6 +84,8 @@ def shoot_sketch(page: Page, url: str, path: Path) -> None:
     page.get_by_text("What the model sees", exact=True).click()
     ui.wait_until_idle(page)
     expect(page.get_by_text("gradient × input").first).to_be_visible()
+    # The saliency map is drawn after the expander opens, seconds later on a busy machine.
+    expect(page.get_by_text("saliency: red for the digit").first).to_be_visible(timeout=30_000)
     page.wait_for_timeout(1_000)
     page.screenshot(path=path)
 
