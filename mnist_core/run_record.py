@@ -22,6 +22,8 @@ from mnist_core.data import NUM_CLASSES
 METRICS_FILE = "metrics.json"
 COMPLETED, STOPPED, INTERRUPTED = "completed", "stopped", "interrupted"
 _Record = TypeVar("_Record")
+# Written even when None ("no validation score"); other None-valued fields are left out.
+_KEPT_WHEN_NONE = frozenset({"val_accuracy"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -144,13 +146,8 @@ class RunMetrics:
 
     def to_json(self) -> dict[str, Any]:
         """The record as `metrics.json` holds it (None-valued optional keys left out)."""
-        value: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            content = getattr(self, item.name)
-            if item.name == "extra" or (content is None and item.name != "val_accuracy"):
-                continue
-            value[item.name] = _plain(content)
-        return {**value, **self.extra}
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
     @classmethod
     def from_json(cls, value: Any) -> RunMetrics:
@@ -205,14 +202,19 @@ class RunMetrics:
 
 def _plain(value: Any) -> Any:
     """`value` with records, tuples and mappings as JSON's objects and lists; a record's
-    fields in order, None-valued ones left out, then the keys it did not know."""
+    fields in order, None-valued ones left out (but `_KEPT_WHEN_NONE`), then the keys it did
+    not know."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = {
             item.name: getattr(value, item.name)
             for item in dataclasses.fields(value)
             if item.name != "extra"
         }
-        plain = {key: _plain(item) for key, item in fields.items() if item is not None}
+        plain = {
+            key: _plain(item)
+            for key, item in fields.items()
+            if item is not None or key in _KEPT_WHEN_NONE
+        }
         return {**plain, **_plain(getattr(value, "extra", {}))}
     if isinstance(value, tuple | list):
         return [_plain(item) for item in value]
