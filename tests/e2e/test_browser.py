@@ -365,7 +365,10 @@ def test_your_drawings_loop_keep_score_and_train_on_them(
         assert int(newest["label"]) == 7 and newest["canvas"].shape == (280, 280, 4)
     kept = DrawingSet(drawings).arrays()  # oldest first: the 0, then the 1 meant as a 7
 
-    # The set downloads as one .npz in MNIST's layout.
+    # The set downloads as one .npz in MNIST's layout. Once the page's run has ended: a
+    # download button still on screen from the run before holds a file id that run's end
+    # revokes, and a click on it downloads nothing.
+    ui.wait_until_idle(page)
     my_drawings.click()
     with page.expect_download() as download:
         page.get_by_role("button", name="Download all (.npz)").click()
