@@ -11,9 +11,10 @@ median of each measurement's epochs after the first (which includes tracing); a 
 divided by the mean of the measurements on either side of it. A preset's
 time is its training loop's seconds (`TrainResult.train_seconds`, validation included, the
 test-set evaluation not); an ensemble's is the sum of its members'. Preset seeds are
-`first-seed`, `+ 1`, ...; the ensemble `best` with seed s averages `cnn` runs with seeds s,
-s + 1, s + 2, so its seeds step by its member count and no two of its rows share a member;
-a member already trained as a `cnn` row (seeds 1-3) is reused, not trained again.
+`first-seed`, `+ 1`, ...; the ensemble `best` with seed s averages its members' runs (the
+`deep` network for 6 epochs) with seeds s, s + 1, s + 2, so its seeds step by its member
+count and no two of its rows share a member; a member already trained with the same settings
+in this run is reused, not trained again.
 
 The test set is read once per figure: nothing here chooses anything.
 """
@@ -100,24 +101,23 @@ def keras_io_epoch_seconds(data, epochs: int = 4) -> float:
 
 
 class Trainings:
-    """Trains presets into one run store, each (preset, seed) once: an ensemble whose member
-    was already trained as a row of its own (`best` seed 1 and `cnn` seeds 1-3) reuses it."""
+    """Trains configs into one run store, each once: an ensemble whose member was already
+    trained with the same settings (as a row of its own) reuses it."""
 
     def __init__(self, store, data) -> None:
         self.store, self.data = store, data
-        self.run_ids: dict[tuple[str, int], str] = {}
+        self.run_ids: dict[TrainConfig, str] = {}
 
-    def run(self, name: str, seed: int) -> str:
-        """The run id of preset `name` trained with `seed`, trained now if it is new."""
-        if (name, seed) not in self.run_ids:
-            result = train(TrainConfig.preset(name, seed=seed), self.data)
-            self.run_ids[name, seed] = self.store.save(result)
-        return self.run_ids[name, seed]
+    def run(self, config: TrainConfig) -> str:
+        """The run id of `config`, trained now if it is new."""
+        if config not in self.run_ids:
+            self.run_ids[config] = self.store.save(train(config, self.data))
+        return self.run_ids[config]
 
     def figures(self, name: str, seed: int) -> dict:
         """One row's figures: preset `name` (or an ensemble preset) with `seed`."""
         if name not in ENSEMBLE_PRESETS:
-            run = self.store.get(self.run(name, seed))
+            run = self.store.get(self.run(TrainConfig.preset(name, seed=seed)))
             return {
                 "test_accuracy": run.test_accuracy,
                 "val_accuracy": run.val_accuracy,
@@ -125,7 +125,7 @@ class Trainings:
                 "epochs_run": run.metrics.epochs_run,
             }
         preset = ENSEMBLE_PRESETS[name]
-        member_ids = [self.run(preset.member, seed + n) for n in range(preset.members)]
+        member_ids = [self.run(preset.member_config(seed=seed + n)) for n in range(preset.members)]
         run = self.store.get(save_ensemble(self.store, member_ids, self.data, tta=preset.tta))
         members = run.ensemble.members
         return {

@@ -198,7 +198,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "rate annealed; add --no-lr-decay for the original exactly); "
         "the options below change single settings. "
         + "; ".join(
-            f"{name}: trains {preset.members} {preset.member} runs (seeds --seed, --seed + 1, "
+            f"{name}: trains {preset.describe()} (seeds --seed, --seed + 1, "
             f"...) and saves their ensemble{' with shifted copies' if preset.tta else ''}"
             for name, preset in ENSEMBLE_PRESETS.items()
         ),
@@ -223,8 +223,9 @@ def _config(args: argparse.Namespace) -> TrainConfig:
         for f in dataclasses.fields(TrainConfig)
         if getattr(args, f.name) is not None
     }
-    ensemble = ENSEMBLE_PRESETS.get(args.preset)
-    return TrainConfig.preset(ensemble.member if ensemble else args.preset, **overrides)
+    if ensemble := ENSEMBLE_PRESETS.get(args.preset):
+        return ensemble.member_config(**overrides)
+    return TrainConfig.preset(args.preset, **overrides)
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
@@ -316,8 +317,7 @@ def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
     store = RunStore(args.runs_dir)
     data, initial_weights = prepare(config, load_mnist(args.data), store)
     print(
-        f"Training {args.preset}: {preset.members} {preset.member} runs on {data.source}, "
-        "then their ensemble",
+        f"Training {args.preset}: {preset.describe()} on {data.source}, then their ensemble",
         file=sys.stderr,
     )
     progress = _ProgressBar(sys.stderr)

@@ -137,7 +137,7 @@ class JobStatus:
 
 # Seconds per epoch of each architecture at its preset's settings on the machine BENCHMARKS.md
 # names: the queue's estimate until this server has a run of that architecture to measure by.
-SECONDS_PER_EPOCH = {"mlp": 1.0, "cnn": 11.5, "vgg": 20.0, "deep": 45.0}
+SECONDS_PER_EPOCH = {"mlp": 1.0, "cnn": 11.5, "vgg": 20.0, "strided": 11.0, "deep": 45.0}
 
 
 def seconds_per_epoch(architecture: str, runs: list[Any]) -> float:

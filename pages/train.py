@@ -81,7 +81,7 @@ SETTINGS = [
         "Convolution filters",
         0,
         "text_input",
-        help="Filters of each convolution block (cnn, vgg and deep only), comma-separated.",
+        help="Filters of each convolution block (convnets only: not mlp), comma-separated.",
     ),
     Setting(
         "dropout_rate", "Dropout rate", 0, "slider", bounds=_up_to_limit("dropout_rate"), step=0.05

@@ -15,7 +15,7 @@ from mnist_core.data import IMAGE_SHAPE, NUM_CLASSES
 AUGMENT_SHIFT = 0.1  # how far `augment` shifts images when `shift` is not set
 # Steps run inside one compiled call. Larger values cut Python overhead per batch (the MLP's
 # steps take about a millisecond), smaller ones keep progress and stop requests responsive.
-STEPS_PER_EXECUTION = {"mlp": 64, "cnn": 4, "vgg": 2, "deep": 2}
+STEPS_PER_EXECUTION = {"mlp": 64, "cnn": 4, "vgg": 2, "strided": 2, "deep": 2}
 
 
 def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> keras.Model:
@@ -45,17 +45,25 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
                 filters, size, padding="same", activation="relu", name=f"conv{block}"
             )(x)
             x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
-    if config.architecture == "vgg":
+    if config.architecture in ("vgg", "strided"):
         # Each block: two 3x3 convolutions, each batch-normalised before its relu, then 2x2
         # pooling (28 -> 26 -> 24 -> 12 pixels, then 10 -> 8 -> 4), as in VGG networks.
+        # `strided` shrinks its first block with the second convolution itself, a step of 2
+        # (26 -> 12 pixels): a quarter of that convolution's work, the same shapes after it.
         for block, filters in enumerate(config.conv_filters, start=1):
+            strided = config.architecture == "strided" and block == 1
             for part in (1, 2):
-                x = layers.Conv2D(filters, 3, use_bias=False, name=f"conv{block}_{part}")(
-                    x
-                )  # no bias: batch normalisation adds its own offset
+                x = layers.Conv2D(
+                    filters,
+                    3,
+                    strides=2 if strided and part == 2 else 1,
+                    use_bias=False,  # batch normalisation adds its own offset
+                    name=f"conv{block}_{part}",
+                )(x)
                 x = layers.BatchNormalization(name=f"norm{block}_{part}")(x)
                 x = layers.Activation("relu", name=f"relu{block}_{part}")(x)
-            x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
+            if not strided:
+                x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
     if config.architecture == "deep":
         # Each block: two 3x3 convolutions and a strided 5x5 one in place of pooling, each
         # followed by batch normalisation (28 -> 26 -> 24 -> 12 pixels, then 10 -> 8 -> 4).
@@ -73,10 +81,10 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
                 x = layers.BatchNormalization(name=f"norm{block}_{part}")(x)
             x = layers.Dropout(config.dropout_rate, name=f"dropout_block{block}")(x)
     x = layers.Flatten(name="flatten")(x)
-    if config.architecture in ("cnn", "vgg"):
+    if config.architecture in ("cnn", "vgg", "strided"):
         x = layers.Dropout(config.dropout_rate, name="dropout_features")(x)
     for index, units in enumerate(config.hidden_units, start=1):
-        if config.architecture == "vgg":  # normalised before the relu, like its convolutions
+        if config.architecture in ("vgg", "strided"):  # normalised before the relu, as above
             x = layers.Dense(units, use_bias=False, name=f"dense{index}")(x)
             x = layers.BatchNormalization(name=f"norm_dense{index}")(x)
             x = layers.Activation("relu", name=f"relu_dense{index}")(x)

@@ -691,8 +691,8 @@ def test_sketch_shows_the_cnns_filters_and_feature_maps(app_env: Path, mnist) ->
     assert not at.exception
     assert [m.value for m in at.metric if m.label == "Prediction"] == ["2"]
     captions = image_captions(at)
-    # The pretrained cnn preset's network (vgg): two 3x3 convolutions in its first block.
-    assert "First layer, conv1_1: 32 filters, 3×3" in captions
+    # The pretrained cnn preset's network (strided): 24 3x3 filters in its first layer.
+    assert "First layer, conv1_1: 24 filters, 3×3" in captions
     assert "What they find in this digit: conv1_1's output" in captions
     at.radio(key="sketch_explain_canvas_method").set_value("gradient × input").run()
     heat = saliency_spec(at)["data"][1]

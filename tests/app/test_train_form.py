@@ -60,7 +60,7 @@ def test_filling_the_form_picks_the_preset_of_the_config() -> None:
     train_form.fill(state, PRESETS["quick"].replace(epochs=9))
     assert state[train_form.PRESET] == "quick"  # the first preset of its architecture
     train_form.fill(state, EVERY_FIELD_CHANGED)
-    assert state[train_form.PRESET] == "cnn"  # vgg: the cnn preset's architecture
+    assert state[train_form.PRESET] == "deep"  # vgg: the deep preset's architecture
 
     train_form.fill_network(state, PRESETS["mlp"])
 

@@ -234,7 +234,7 @@ def test_a_settings_link_fills_train_once_and_a_run_link_opens_that_run(
     ui.open_page(page, f"{app_url}/train?preset=cnn&learning_rate=0.0042&epochs=3&seed=x", "Train")
 
     expect(ui.selectbox(page, "Preset")).to_have_value(re.compile(r"^cnn: "))
-    expect(page.get_by_role("radio", name="vgg")).to_be_checked()  # the cnn preset's network
+    expect(page.get_by_role("radio", name="strided")).to_be_checked()  # the cnn preset's network
     expect(ui.slider(page, "Epochs")).to_have_value("3")
     expect(ui.slider(page, "Learning rate")).to_have_attribute("aria-valuetext", "0.0042")
     expect(page.get_by_test_id("stAlert").filter(has_text="were not used")).to_contain_text(

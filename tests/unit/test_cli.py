@@ -119,7 +119,7 @@ def test_train_prints_a_json_summary_and_writes_a_report_and_h5(
         (["--patience", "-1"], "patience: must be from 0 to 50, got -1"),
         (
             ["--architecture", "rnn"],
-            "architecture: must be one of ['mlp', 'cnn', 'vgg', 'deep'], got 'rnn'",
+            "architecture: must be one of ['mlp', 'cnn', 'vgg', 'strided', 'deep'], got 'rnn'",
         ),
         (["--dropout-rate", "2"], "dropout_rate: must be from 0 to 0.9, got 2.0"),
         (["--batch-size", "1000000"], "batch_size: must be from 1 to 4096, got 1000000"),

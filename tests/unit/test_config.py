@@ -25,6 +25,7 @@ from mnist_core.config import (
 )
 from mnist_core.errors import ConfigError, MnistCoreError
 
+ARCHITECTURE_LIST = "['mlp', 'cnn', 'vgg', 'strided', 'deep']"
 # Differs from TrainConfig() in every field: a round trip of it shows any field left out.
 EVERY_FIELD_CHANGED = TrainConfig(
     architecture="vgg",
@@ -78,8 +79,8 @@ def test_mlp_preset_is_the_original_recipe_with_its_learning_rate_annealed() -> 
 def test_cnn_preset_fields() -> None:
     config = TrainConfig.preset("cnn")
 
-    assert config.architecture == "vgg"
-    assert config.conv_filters == (32, 64)
+    assert config.architecture == "strided"
+    assert config.conv_filters == (24, 48)
     assert config.hidden_units == (256,)
     assert config.dropout_rate == 0.3
     assert (config.optimizer, config.learning_rate, config.lr_decay) == ("adam", 3e-3, True)
@@ -106,14 +107,26 @@ def test_quick_preset_is_a_short_annealed_cnn_and_every_preset_has_a_label() -> 
     assert set(PRESET_LABELS) == set(PRESETS)
 
 
-def test_deep_preset_is_the_cnn_preset_trained_longer() -> None:
+def test_deep_preset_is_the_cnn_recipe_on_a_wider_vgg_trained_longer() -> None:
     config = TrainConfig.preset("deep")
 
-    assert config == TrainConfig.preset("cnn", epochs=15)
+    assert config == TrainConfig.preset("cnn", architecture="vgg", conv_filters=(32, 64), epochs=15)
     assert (config.architecture, config.lr_decay, config.restore_best) == ("vgg", True, False)
 
 
-@pytest.mark.parametrize("architecture", ["vgg", "deep"])
+def test_best_averages_the_deep_network_trained_6_epochs() -> None:
+    from mnist_core.config import ENSEMBLE_PRESETS
+
+    best = ENSEMBLE_PRESETS["best"]
+
+    assert (best.members, best.tta, best.describe()) == (3, True, "3 deep runs of 6 epochs")
+    member = best.member_config(seed=4)
+    assert member == TrainConfig.preset("deep", epochs=6, seed=4)
+    assert (member.architecture, member.conv_filters, member.epochs) == ("vgg", (32, 64), 6)
+    assert best.member_config(epochs=2).epochs == 2  # a setting given wins
+
+
+@pytest.mark.parametrize("architecture", ["vgg", "strided", "deep"])
 def test_a_vgg_or_deep_network_has_room_for_two_blocks(architecture: str) -> None:
     assert TrainConfig(architecture=architecture, conv_filters=(16, 32)).conv_filters == (16, 32)
     with pytest.raises(ConfigError) as info:
@@ -149,8 +162,8 @@ NAN = math.nan
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("architecture", "rnn", "must be one of ['mlp', 'cnn', 'vgg', 'deep'], got 'rnn'"),
-        ("architecture", None, "must be one of ['mlp', 'cnn', 'vgg', 'deep'], got None"),
+        ("architecture", "rnn", f"must be one of {ARCHITECTURE_LIST}, got 'rnn'"),
+        ("architecture", None, f"must be one of {ARCHITECTURE_LIST}, got None"),
         ("optimizer", "adagrad", "must be one of ['adam', 'sgd', 'rmsprop'], got 'adagrad'"),
         ("optimizer", 3, "must be one of ['adam', 'sgd', 'rmsprop'], got 3"),
         ("hidden_units", [256, 128], "must be a list of whole numbers, got [256, 128]"),
@@ -265,7 +278,7 @@ def test_to_dict_from_dict_round_trip_through_json() -> None:
     values = json.loads(json.dumps(config.to_dict()))
 
     assert values["hidden_units"] == [64, 32]
-    assert values["conv_filters"] == [32, 64]
+    assert values["conv_filters"] == [24, 48]
     restored = TrainConfig.from_dict(values)
     assert restored == config
     assert restored.hidden_units == (64, 32)

@@ -162,12 +162,12 @@ def test_train_preset_best_trains_its_members_then_their_ensemble(
     from mnist_core import config
 
     monkeypatch.setitem(
-        config.ENSEMBLE_PRESETS, "best", config.EnsemblePreset("mlp", members=2, tta=True)
+        config.ENSEMBLE_PRESETS, "best", config.EnsemblePreset("mlp", 2, tta=True, epochs=2)
     )
     quick = ["--hidden-units", "32", "--learning-rate", "0.01", "--batch-size", "32"]
 
     code = main(
-        ["train", "--preset", "best", "--epochs", "2", "--seed", "5", *quick, "--json"]
+        ["train", "--preset", "best", "--seed", "5", *quick, "--json"]
         + ["--data", str(data_file), "--runs-dir", str(runs_dir)]
     )
 
@@ -178,7 +178,8 @@ def test_train_preset_best_trains_its_members_then_their_ensemble(
     assert len(store.list()) == 3
     members = [store.get(run_id) for run_id in summary["members"]]
     assert [m.config.seed for m in members] == [5, 6]
-    assert {m.config.epochs for m in members} == {2}
+    assert {m.config.epochs for m in members} == {2}  # the ensemble's, not mlp's 20
+    assert "Training best: 2 mlp runs of 2 epochs on " in err
     assert summary["tta"] is True
     assert "Member 1/2 · Epoch 2/2" in err and "Member 2/2 · Epoch 1/2" in err
     # The members' epochs as TensorBoard event files; the ensemble has none, training nothing.

@@ -137,7 +137,7 @@ def test_deep_blocks_are_three_batch_normalised_convolutions() -> None:
 
 
 def test_vgg_blocks_are_two_convolutions_normalised_before_their_relu() -> None:
-    model = build_model(TrainConfig.preset("cnn"))
+    model = build_model(TrainConfig.preset("deep"))
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [(c.filters, c.kernel_size, c.padding, c.use_bias) for c in convs] == [
@@ -159,6 +159,32 @@ def test_vgg_blocks_are_two_convolutions_normalised_before_their_relu() -> None:
     first = keras.ops.convert_to_numpy(model(x, training=False))
     np.testing.assert_array_equal(first, keras.ops.convert_to_numpy(model(x, training=False)))
     np.testing.assert_allclose(first.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_strided_shrinks_its_first_block_by_a_step_2_convolution_to_vgg_shapes() -> None:
+    config = TrainConfig.preset("cnn")
+    assert config.architecture == "strided"
+    model = build_model(config)
+    vgg = build_model(config.replace(architecture="vgg"))
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    first, second = config.conv_filters
+    assert [(c.filters, c.kernel_size, c.strides, c.use_bias) for c in convs] == [
+        (first, (3, 3), (1, 1), False),
+        (first, (3, 3), (2, 2), False),  # 26 -> 12 pixels, in place of pooling
+        (second, (3, 3), (1, 1), False),
+        (second, (3, 3), (1, 1), False),
+    ]
+    names = {layer.name for layer in model.layers}
+    assert "pool1" not in names and "pool1" in {layer.name for layer in vgg.layers}
+    # The same shapes after the first block as vgg's, and the same weights' shapes: the
+    # second convolution does a quarter of its work.
+    assert model.get_layer("relu1_2").output.shape == vgg.get_layer("pool1").output.shape
+    assert model.get_layer("relu1_2").output.shape == (None, 12, 12, first)
+    assert [w.shape for w in model.weights] == [w.shape for w in vgg.weights]
+    assert model.get_layer("pool2").output.shape == (None, 4, 4, second)
+    probabilities = keras.ops.convert_to_numpy(model(images(4), training=False))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
 
 
 def test_augmentation_layers_are_added_and_inactive_at_inference() -> None:
