@@ -198,7 +198,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         "rate annealed; add --no-lr-decay for the original exactly); "
         "the options below change single settings. "
         + "; ".join(
-            f"{name}: trains {preset.describe()} (seeds --seed, --seed + 1, "
+            f"{name}: trains {preset.runs_text()} (seeds --seed, --seed + 1, "
             f"...) and saves their ensemble{' with shifted copies' if preset.tta else ''}"
             for name, preset in ENSEMBLE_PRESETS.items()
         ),
@@ -317,7 +317,7 @@ def _train_ensemble(args: argparse.Namespace, config: TrainConfig) -> int:
     store = RunStore(args.runs_dir)
     data, initial_weights = prepare(config, load_mnist(args.data), store)
     print(
-        f"Training {args.preset}: {preset.describe()} on {data.source}, then their ensemble",
+        f"Training {args.preset}: {preset.runs_text()} on {data.source}, then their ensemble",
         file=sys.stderr,
     )
     progress = _ProgressBar(sys.stderr)

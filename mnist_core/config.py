@@ -515,7 +515,7 @@ class EnsemblePreset:
         own = {} if self.epochs is None else {"epochs": self.epochs}
         return TrainConfig.preset(self.member, **{**own, **changes})
 
-    def describe(self) -> str:
+    def runs_text(self) -> str:
         """What it trains, for help texts: "3 deep runs of 6 epochs"."""
         epochs = "" if self.epochs is None else f" of {self.epochs} epochs"
         return f"{self.members} {self.member} runs{epochs}"

@@ -29,7 +29,7 @@ def test_predictions_and_explanations_without_tensorflow_until_a_gradient_is_ask
 
     # What the model sees: occlusion, the first layer's filters and their feature maps.
     page.get_by_text("What the model sees", exact=True).click()
-    expect(page.get_by_text(re.compile(r"^First layer, conv1_1: 32 filters, 3×3"))).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^First layer, conv1_1: 24 filters, 3×3"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"^What they find in this digit"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"^Blanking a 4×4 patch"))).to_be_visible()
 

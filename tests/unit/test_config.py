@@ -119,7 +119,7 @@ def test_best_averages_the_deep_network_trained_6_epochs() -> None:
 
     best = ENSEMBLE_PRESETS["best"]
 
-    assert (best.members, best.tta, best.describe()) == (3, True, "3 deep runs of 6 epochs")
+    assert (best.members, best.tta, best.runs_text()) == (3, True, "3 deep runs of 6 epochs")
     member = best.member_config(seed=4)
     assert member == TrainConfig.preset("deep", epochs=6, seed=4)
     assert (member.architecture, member.conv_filters, member.epochs) == ("vgg", (32, 64), 6)

@@ -42,9 +42,11 @@ def test_a_link_names_the_closest_preset_and_only_what_differs_from_it() -> None
     assert opened(link_query(config)).summary() == (
         "the cnn preset with hidden_units=128,64 · learning_rate=0.0042 · epochs=3"
     )
-    # deep is cnn with 15 epochs: a cnn config with 15 epochs is the deep preset itself.
-    assert closest_preset(CNN.replace(epochs=15)) == "deep"
-    assert closest_preset(CNN.replace(epochs=15, seed=1)) == "deep"
+    # deep is cnn's recipe on a vgg network of 32 and 64 filters for 15 epochs: a cnn config
+    # changed so is the deep preset itself.
+    deep = CNN.replace(architecture="vgg", conv_filters=(32, 64), epochs=15)
+    assert closest_preset(deep) == "deep"
+    assert closest_preset(deep.replace(seed=1)) == "deep"
     assert closest_preset(TrainConfig()) == "mlp"  # the original script: mlp without decay
 
 
@@ -138,8 +140,8 @@ def test_a_grid_is_written_as_the_command_line_writes_it() -> None:
             "preset=cnn&conv_filters=8,16,32&learning_rate=0.01",
             {"learning_rate": 0.01},
             [
-                "conv_filters: a vgg network has room for at most 2 blocks on 28x28 digits, "
-                "got 3; remove some; kept 32,64"
+                "conv_filters: a strided network has room for at most 2 blocks on 28x28 "
+                "digits, got 3; remove some; kept 24,48"
             ],
         ),
         (

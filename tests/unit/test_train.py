@@ -354,12 +354,13 @@ def test_a_training_job_runs_at_a_lower_priority_than_the_pages(digits, small_co
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0
 
 
-# `deep` is `cnn` trained longer: cut to 1-3 epochs it is `cnn`. The `deep` architecture (its
-# former network, batch normalisation after strided convolutions) stays on the Train page.
+# The `deep` architecture (the deep preset's former network, batch normalisation after
+# strided convolutions) stays on the Train page.
 SHORTENED = {
     "mlp": TrainConfig.preset("mlp"),
     "quick": TrainConfig.preset("quick"),
     "cnn": TrainConfig.preset("cnn"),
+    "deep": TrainConfig.preset("deep"),
     "deep architecture": TrainConfig.preset("quick", architecture="deep", augment=True),
 }
 
