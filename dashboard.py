@@ -41,7 +41,9 @@ with st.sidebar:
     if run is None:
         st.caption("No model yet: train one on the Train page.")
     else:
-        st.metric("Active model", f"{run.title} · {run.test_accuracy:.2%}")
+        # The name in the label: a value as long as "STRIDED · 99.55%" is cut at the
+        # sidebar's width, and the accuracy is what matters.
+        st.metric(f"Active model: {run.title}", f"{run.test_accuracy:.2%}")
         st.caption(f"Run `{run.run_id}`" + (" (pretrained)" if run.pretrained else ""))
     st.caption(f"MNIST: {app_state.data_source()}")
 

@@ -112,7 +112,7 @@ def test_home_runs_without_tensorflow(app_env: Path) -> None:
         f"at = AppTest.from_file({str(ROOT / 'dashboard.py')!r}, default_timeout=60).run()\n"
         "print(json.dumps({'exception': [e.value for e in at.exception],"
         " 'titles': [t.value for t in at.title],"
-        " 'metrics': [m.value for m in at.sidebar.metric],"
+        " 'metrics': [[m.label, m.value] for m in at.sidebar.metric],"
         " 'tensorflow': 'tensorflow' in sys.modules}))\n"
     )
     completed = subprocess.run(
@@ -127,7 +127,8 @@ def test_home_runs_without_tensorflow(app_env: Path) -> None:
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["exception"] == []
     assert report["titles"] == ["Digit recognition dashboard"]
-    assert report["metrics"] and report["metrics"][0].startswith("MLP · ")
+    assert report["metrics"] and report["metrics"][0][0] == "Active model: MLP"
+    assert report["metrics"][0][1].endswith("%")
     assert report["tensorflow"] is False
 
 
