@@ -16,6 +16,9 @@ AUGMENT_SHIFT = 0.1  # how far `augment` shifts images when `shift` is not set
 # Steps run inside one compiled call. Larger values cut Python overhead per batch (the MLP's
 # steps take about a millisecond), smaller ones keep progress and stop requests responsive.
 STEPS_PER_EXECUTION = {"mlp": 64, "cnn": 4, "vgg": 2, "strided": 2, "deep": 2}
+# Networks of vgg blocks (two batch-normalised 3x3 convolutions each); `strided` differs only
+# in how its first block shrinks the digit.
+VGG_BLOCKS = ("vgg", "strided")
 
 
 def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> keras.Model:
@@ -45,7 +48,7 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
                 filters, size, padding="same", activation="relu", name=f"conv{block}"
             )(x)
             x = layers.MaxPooling2D(2, name=f"pool{block}")(x)
-    if config.architecture in ("vgg", "strided"):
+    if config.architecture in VGG_BLOCKS:
         # Each block: two 3x3 convolutions, each batch-normalised before its relu, then 2x2
         # pooling (28 -> 26 -> 24 -> 12 pixels, then 10 -> 8 -> 4), as in VGG networks.
         # `strided` shrinks its first block with the second convolution itself, a step of 2
@@ -81,10 +84,10 @@ def build_model(config: TrainConfig, steps_per_epoch: int | None = None) -> kera
                 x = layers.BatchNormalization(name=f"norm{block}_{part}")(x)
             x = layers.Dropout(config.dropout_rate, name=f"dropout_block{block}")(x)
     x = layers.Flatten(name="flatten")(x)
-    if config.architecture in ("cnn", "vgg", "strided"):
+    if config.architecture in ("cnn", *VGG_BLOCKS):
         x = layers.Dropout(config.dropout_rate, name="dropout_features")(x)
     for index, units in enumerate(config.hidden_units, start=1):
-        if config.architecture in ("vgg", "strided"):  # normalised before the relu, as above
+        if config.architecture in VGG_BLOCKS:  # normalised before the relu, as above
             x = layers.Dense(units, use_bias=False, name=f"dense{index}")(x)
             x = layers.BatchNormalization(name=f"norm_dense{index}")(x)
             x = layers.Activation("relu", name=f"relu_dense{index}")(x)
