@@ -300,22 +300,23 @@ class JobQueue:
                 self._finished(running[ref], ref)
 
     def _finished(self, job_id: str, ref: Any) -> None:
-        try:
-            final = ray.get(ref)
-        except ray.exceptions.RayError as error:
-            if self._states[job_id]["state"] == "stopped":  # taken out of the queue
-                with self._lock:
-                    self._tasks.pop(job_id, None)
-                return
-            epochs = len(self._states[job_id].get("history", {}).get("loss", []))
-            if isinstance(error, ray.exceptions.RayTaskError):  # raised by the training's code
-                cause = getattr(error, "cause", None) or error
-                why = f"The training failed on the cluster: {first_line(cause)}"
-            else:  # its actor, process or node went away
-                why = NODE_LOST.format(kind=type(error).__name__, epochs=epochs)
-            final = {**self._states[job_id], "state": "failed", "error": why}
-        ray.kill(self._tasks[job_id][2])  # its process ends: TensorFlow's memory goes back
+        # Under the lock throughout: `stop` kills a queued job's trainer, whose task then ends
+        # at once, and marks the job stopped; read before that mark, the job would be failed.
         with self._lock:
+            try:
+                final = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                if self._states[job_id]["state"] == "stopped":  # taken out of the queue
+                    self._tasks.pop(job_id, None)
+                    return
+                epochs = len(self._states[job_id].get("history", {}).get("loss", []))
+                if isinstance(error, ray.exceptions.RayTaskError):  # raised by the training
+                    cause = getattr(error, "cause", None) or error
+                    why = f"The training failed on the cluster: {first_line(cause)}"
+                else:  # its actor, process or node went away
+                    why = NODE_LOST.format(kind=type(error).__name__, epochs=epochs)
+                final = {**self._states[job_id], "state": "failed", "error": why}
+            ray.kill(self._tasks[job_id][2])  # its process ends: TensorFlow's memory goes back
             if final.get("packed"):  # a run to add to the store first
                 final.pop("packed")
                 self._results[job_id] = (self._tasks[job_id][1], {**final, "run_id": None})
