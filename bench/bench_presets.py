@@ -12,7 +12,7 @@ divided by the mean of the measurements on either side of it. A preset's
 time is its training loop's seconds (`TrainResult.train_seconds`, validation included, the
 test-set evaluation not); an ensemble's is the sum of its members'. Preset seeds are
 `first-seed`, `+ 1`, ...; the ensemble `best` with seed s averages its members' runs (the
-`deep` network for 6 epochs) with seeds s, s + 1, s + 2, so its seeds step by its member
+`cnn` preset for 10 epochs) with seeds s, s + 1, ..., s + 4, so its seeds step by its member
 count and no two of its rows share a member; a member already trained with the same settings
 in this run is reused, not trained again.
 
