@@ -76,7 +76,8 @@ def predict_digit(
 
 
 # Test-time augmentation: the image itself and copies moved one pixel up, down, left and
-# right, chosen on validation digits (BENCHMARKS.md, "Ensembles and test-time augmentation").
+# right, chosen on validation digits (BENCHMARKS.md, How the presets were chosen,
+# "Test-time augmentation").
 TTA_SHIFTS: tuple[tuple[int, int], ...] = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
 
