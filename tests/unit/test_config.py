@@ -110,7 +110,7 @@ def test_quick_preset_is_a_short_annealed_cnn_and_every_preset_has_a_label() -> 
 def test_deep_preset_is_the_cnn_recipe_on_a_wider_vgg_trained_longer() -> None:
     config = TrainConfig.preset("deep")
 
-    assert config == TrainConfig.preset("cnn", architecture="vgg", conv_filters=(32, 64), epochs=15)
+    assert config == TrainConfig.preset("cnn", architecture="vgg", conv_filters=(32, 64), epochs=25)
     assert (config.architecture, config.lr_decay, config.restore_best) == ("vgg", True, False)
 
 

@@ -42,9 +42,9 @@ def test_a_link_names_the_closest_preset_and_only_what_differs_from_it() -> None
     assert opened(link_query(config)).summary() == (
         "the cnn preset with hidden_units=128,64 · learning_rate=0.0042 · epochs=3"
     )
-    # deep is cnn's recipe on a vgg network of 32 and 64 filters for 15 epochs: a cnn config
+    # deep is cnn's recipe on a vgg network of 32 and 64 filters for 25 epochs: a cnn config
     # changed so is the deep preset itself.
-    deep = CNN.replace(architecture="vgg", conv_filters=(32, 64), epochs=15)
+    deep = CNN.replace(architecture="vgg", conv_filters=(32, 64), epochs=25)
     assert closest_preset(deep) == "deep"
     assert closest_preset(deep.replace(seed=1)) == "deep"
     assert closest_preset(TrainConfig()) == "mlp"  # the original script: mlp without decay
