@@ -491,12 +491,14 @@ PRESETS: dict[str, TrainConfig] = {
     # architecture, shifted, rotated and zoomed digits, 30 epochs) took about twice that budget.
     "deep": _VGG.replace(epochs=25),
 }
-# How the Train page names each preset.
+# How the Train page names each preset; the epochs are read from the presets themselves.
 PRESET_LABELS: dict[str, str] = {
     "mlp": "mlp: the original recipe, annealed",
-    "quick": "quick: a convnet past 99 % in 2 epochs",
-    "cnn": "cnn: batch-normalised convnet, 6 epochs",
-    "deep": "deep: a wider batch-normalised convnet, 25 epochs, most accurate",
+    "quick": f"quick: a convnet past 99 % in {PRESETS['quick'].epochs} epochs",
+    "cnn": f"cnn: batch-normalised convnet, {PRESETS['cnn'].epochs} epochs",
+    "deep": (
+        f"deep: a wider batch-normalised convnet, {PRESETS['deep'].epochs} epochs, most accurate"
+    ),
 }
 
 
