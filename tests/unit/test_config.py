@@ -114,15 +114,15 @@ def test_deep_preset_is_the_cnn_recipe_on_a_wider_vgg_trained_longer() -> None:
     assert (config.architecture, config.lr_decay, config.restore_best) == ("vgg", True, False)
 
 
-def test_best_averages_five_cnn_runs_trained_10_epochs() -> None:
+def test_best_averages_three_deep_runs_over_shifted_copies() -> None:
     from mnist_core.config import ENSEMBLE_PRESETS
 
     best = ENSEMBLE_PRESETS["best"]
 
-    assert (best.members, best.tta, best.runs_text()) == (5, True, "5 cnn runs of 10 epochs")
+    assert (best.members, best.tta, best.runs_text()) == (3, True, "3 deep runs of 25 epochs")
     member = best.member_config(seed=4)
-    assert member == TrainConfig.preset("cnn", epochs=10, seed=4)
-    assert (member.architecture, member.conv_filters, member.epochs) == ("strided", (24, 48), 10)
+    assert member == TrainConfig.preset("deep", seed=4)
+    assert (member.architecture, member.conv_filters, member.epochs) == ("vgg", (32, 64), 25)
     assert best.member_config(epochs=2).epochs == 2  # a setting given wins
 
 
