@@ -519,7 +519,7 @@ class EnsemblePreset:
         return TrainConfig.preset(self.member, **{**own, **changes})
 
     def runs_text(self) -> str:
-        """What it trains, for help texts: "5 cnn runs of 10 epochs"."""
+        """What it trains, for help texts: "3 deep runs of 25 epochs"."""
         return f"{self.members} {self.member} runs of {self.member_config().epochs} epochs"
 
 
