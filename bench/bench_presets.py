@@ -11,10 +11,11 @@ median of each measurement's epochs after the first (which includes tracing); a 
 divided by the mean of the measurements on either side of it. A preset's
 time is its training loop's seconds (`TrainResult.train_seconds`, validation included, the
 test-set evaluation not); an ensemble's is the sum of its members'. Preset seeds are
-`first-seed`, `+ 1`, ...; the ensemble `best` with seed s averages its members' runs (three
-`deep` runs) with seeds s, s + 1, s + 2, so its seeds step by its member count and no two of its
-rows share a member; a member already trained with the same settings in this run is reused,
-not trained again (`--presets deep,best` trains `deep`'s seeds 1-3 once).
+`first-seed`, `+ 1`, ...; an ensemble preset with seed s averages the runs of its member preset
+(`ENSEMBLE_PRESETS` in mnist_core/config.py) with seeds s, s + 1, ..., one per member, so its
+seeds step by its member count and no two of its rows share a member; a member already trained
+with the same settings in this run is reused, not trained again (a preset row and an ensemble
+row over the same preset and seeds train those runs once).
 
 The test set is read once per figure: nothing here chooses anything.
 """
