@@ -4,7 +4,6 @@ import time
 
 import numpy as np
 import streamlit as st
-from streamlit_drawable_canvas import st_canvas
 
 from mnist_core import preprocess
 from mnist_core.errors import ImageError
@@ -12,6 +11,7 @@ from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.preprocess import load_image, to_mnist_steps
 from mnist_core.serving import TTA_SHIFTS, predict_digit
 from pages.parts import app_state, drawings_view, explain_view
+from pages.parts.canvas import st_canvas
 
 CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
 DRAWING = "sketch_drawing"  # the latest canvas image, (280, 280, 4) uint8; tests inject it here

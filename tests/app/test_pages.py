@@ -5,11 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -20,6 +17,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from mnist_core.serving import ONNX_FILE
+from tests.fresh import report_of
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120  # seconds per script run: importing TensorFlow alone takes several
@@ -115,16 +113,7 @@ def test_home_runs_without_tensorflow(app_env: Path) -> None:
         " 'metrics': [[m.label, m.value] for m in at.sidebar.metric],"
         " 'tensorflow': 'tensorflow' in sys.modules}))\n"
     )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "MNIST_RUNS_DIR": str(app_env)},
-    )
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report = report_of(script, env={"MNIST_RUNS_DIR": str(app_env)})
     assert report["exception"] == []
     assert report["titles"] == ["Digit recognition dashboard"]
     assert report["metrics"] and report["metrics"][0][0] == "Active model: MLP"

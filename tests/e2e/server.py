@@ -112,9 +112,14 @@ def running_app(runs_dir: Path, log_path: Path, timeout: float = 60) -> Iterator
                 process.wait(timeout=10)
 
 
+def server_maps(url: str) -> str:
+    """The files mapped into the server at `url` (started by `running_app`): its libraries."""
+    return Path(f"/proc/{SERVER_PIDS[url]}/maps").read_text()
+
+
 def tensorflow_loaded(url: str) -> bool:
-    """Whether the server at `url` (started by `running_app`) has TensorFlow's library mapped."""
-    return "libtensorflow" in Path(f"/proc/{SERVER_PIDS[url]}/maps").read_text()
+    """Whether the server at `url` has TensorFlow's library mapped."""
+    return "libtensorflow" in server_maps(url)
 
 
 def _wait_healthy(

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e import ui
-from tests.e2e.server import tensorflow_loaded
+from tests.e2e.server import server_maps, tensorflow_loaded
 from tests.e2e.test_browser import digit_photo
 
 pytestmark = pytest.mark.e2e
@@ -26,6 +26,9 @@ def test_predictions_and_explanations_without_tensorflow_until_a_gradient_is_ask
     prediction = ui.metric_value(page, "Prediction")
     ui.draw(page, ui.one(x=140, top=50, height=180))
     expect(prediction).to_have_text("1")
+    # Nor pandas (0.2 s of the first visitor's wait): the canvas asks no data-frame question.
+    libraries = server_maps(fresh_app)
+    assert "pandas/_libs" not in libraries and "pyarrow" not in libraries
 
     # What the model sees: occlusion, the first layer's filters and their feature maps.
     page.get_by_text("What the model sees", exact=True).click()
