@@ -33,7 +33,6 @@ def _patch() -> bool:
             return False
         return bool(original(value))
 
-    is_dataframe_like.streamlit_answer = original  # type: ignore[attr-defined]
     serialization.is_dataframe_like = is_dataframe_like
     return True
 
