@@ -5,7 +5,7 @@ its right label, as a user does with "Add to my drawings".
 
 The strokes are hand-written shapes of the ten digits (`SHAPES`, in a unit box), each drawn in
 several variants: size, place, slant, width and a little tremble. They go through the real
-canvas, fabric.js' stroke rendering and the page's keep button, so `DIR` ends up as a
+canvas, its stroke rendering and the page's keep button, so `DIR` ends up as a
 `DrawingSet` (`MNIST_DRAWINGS_DIR`) like a visitor's own. `bench/bench_drawings.py` scores runs
 on it.
 """

@@ -110,7 +110,7 @@ def to_mnist_steps(image: np.ndarray) -> PreprocessSteps | None:
 
     Ink is found in one of two ways:
         - transparent background (an alpha channel whose border is mostly transparent, like
-          the streamlit-drawable-canvas default): ink = alpha, whatever the stroke colour;
+          a drawing app's transparent canvas): ink = alpha, whatever the stroke colour;
         - otherwise: ink = luminance contrast against the background, the median of the
           border pixels, so dark-on-light and light-on-dark both give a white digit.
           Partly transparent pixels count in proportion to their alpha.

@@ -11,16 +11,17 @@ from mnist_core.figures import digit_png, probabilities_html
 from mnist_core.preprocess import load_image, to_mnist_steps
 from mnist_core.serving import TTA_SHIFTS, predict_digit
 from pages.parts import app_state, drawings_view, explain_view
-from pages.parts.canvas import st_canvas
+from pages.parts.canvas import decode, drawing_canvas
 
-CANVAS_SIZE = 280  # pixels; 10x MNIST's 28
 DRAWING = "sketch_drawing"  # the latest canvas image, (280, 280, 4) uint8; tests inject it here
+DRAWING_PNG = "sketch_drawing_png"  # the same drawing as the canvas sent it, a PNG data URL
 CANVAS_VERSION = "sketch_canvas_version"  # changing the canvas key clears it
 
 
 def clear_canvas() -> None:
     st.session_state[CANVAS_VERSION] = st.session_state.get(CANVAS_VERSION, 0) + 1
     st.session_state.pop(DRAWING, None)
+    st.session_state.pop(DRAWING_PNG, None)
 
 
 def pick_model():
@@ -85,6 +86,16 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
     explain_view.sketch_section(run, model, steps.centred, digit, source)
 
 
+def take_drawing(png: str) -> None:
+    """Keep the canvas's new drawing; one that cannot be read is said so, the last kept."""
+    try:
+        st.session_state[DRAWING] = decode(png)
+    except ImageError as error:
+        app_state.show_error(error)
+    else:
+        st.session_state[DRAWING_PNG] = png
+
+
 TTA = "sketch_tta"
 
 
@@ -118,18 +129,13 @@ def drawing_board(run) -> None:
     canvas_column, result_column = st.columns([1, 2])
     with canvas_column:
         stroke_width = st.slider("Stroke width", 5, 40, 20, key="sketch_stroke_width")
-        canvas = st_canvas(
+        png = drawing_canvas(
             stroke_width=stroke_width,
-            stroke_color="#FFFFFF",
-            background_color="#000000",
-            width=CANVAS_SIZE,
-            height=CANVAS_SIZE,
-            drawing_mode="freedraw",
-            return_image_data=True,
             key=f"sketch_canvas_{st.session_state.get(CANVAS_VERSION, 0)}",
+            drawing=st.session_state.get(DRAWING_PNG),
         )
-        if canvas is not None and canvas.image_data is not None:
-            st.session_state[DRAWING] = canvas.image_data
+        if png is not None and png != st.session_state.get(DRAWING_PNG):
+            take_drawing(png)
         st.button("Clear", key="sketch_clear", on_click=clear_canvas, icon=":material/ink_eraser:")
     with result_column:
         show_prediction(run, st.session_state.get(DRAWING), "canvas")

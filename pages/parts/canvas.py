@@ -1,48 +1,160 @@
-"""The drawing canvas (`st_canvas`), without pandas on a cold server.
+"""The Sketch page's drawing canvas: a Streamlit component of our own, 80 lines of JavaScript.
 
-Streamlit's components code asks `is_dataframe_like` of each value a component is given, to
-send data frames as Arrow; for the canvas's starting drawing (a plain dict) that question
-imports pandas and pyarrow, 0.22 s on a 2-core AMD EPYC, paid by the first visitor of a freshly
-started server on the way to their first prediction. Streamlit's answer for a plain list is
-always no, and for a plain dict no unless its first value is a pandas Series, which cannot
-exist before pandas is imported: `is_dataframe_like` here gives those answers itself and asks
-Streamlit for everything else, so what is sent does not change. If Streamlit moves the
-function, nothing is patched and the canvas works as before (`PANDAS_FREE` says which).
+A plain HTML canvas, drawn on with pointer events (a mouse, a pen or a finger: the page does
+not scroll under a finger that draws), sends the drawing to Python as a PNG the moment a
+stroke ends. Python hands the last drawing back when the canvas is mounted again (a visitor
+returning from another page finds it still there). White ink on black, as in MNIST.
+
+It replaced streamlit-drawable-canvas, whose fabric.js script (413 kB) was loaded after the
+page's other elements and which waited 200 ms after every stroke before sending it. Its
+settings are numbers and strings, which Streamlit sends as JSON without importing pandas.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any
+import base64
+import binascii
+
+import numpy as np
+import streamlit as st
+
+from mnist_core.errors import ImageError
+from mnist_core.preprocess import load_image
+
+SIZE = 280  # CSS pixels, and the pixels of the PNG it sends: 10x MNIST's 28
+PNG_PREFIX = "data:image/png;base64,"
+MAX_PNG_BYTES = 1_000_000  # a 280x280 RGBA PNG is at most ~310 kB; a drawing is ~5 kB
+
+_HTML = (
+    f'<canvas class="digit-canvas" width="{SIZE}" height="{SIZE}" role="img" '
+    'aria-label="Drawing area: draw one digit with the mouse, a pen or a finger"></canvas>'
+)
+_CSS = f"""
+.digit-canvas {{
+    display: block; width: {SIZE}px; height: {SIZE}px; background: #000;
+    border-radius: 0.5rem; cursor: crosshair;
+    touch-action: none; user-select: none; -webkit-user-select: none;
+    box-shadow: 0 0 0 1px var(--st-border-color, rgba(128, 128, 128, 0.4));
+}}
+"""
+# One function per render: it sets the canvas up on the first call and takes new settings on
+# later ones. The backing store has the screen's pixel density (sharp lines on phones); what is
+# sent is drawn down to SIZE x SIZE. A drawing handed back is painted only onto a canvas that
+# has not been drawn on since it was mounted.
+_JS = f"""
+const SIZE = {SIZE};
+const boards = new WeakMap();
+
+function setUp(canvas, setStateValue) {{
+    const ratio = Math.max(1, Math.round(window.devicePixelRatio || 1));
+    canvas.width = canvas.height = SIZE * ratio;
+    const ink = canvas.getContext("2d");
+    ink.scale(ratio, ratio);
+    ink.fillStyle = "#000";
+    ink.fillRect(0, 0, SIZE, SIZE);
+    const board = {{ ink, width: 20, drawn: false, last: null, pointer: null }};
+    const at = (event) => {{
+        const box = canvas.getBoundingClientRect();
+        return [(event.clientX - box.left) * SIZE / box.width,
+                (event.clientY - box.top) * SIZE / box.height];
+    }};
+    const line = (from, to) => {{
+        ink.strokeStyle = "#fff";
+        ink.lineWidth = board.width;
+        ink.lineCap = ink.lineJoin = "round";
+        ink.beginPath();
+        ink.moveTo(from[0], from[1]);
+        ink.lineTo(to[0], to[1]);
+        ink.stroke();
+    }};
+    const send = () => {{
+        const small = document.createElement("canvas");
+        small.width = small.height = SIZE;
+        small.getContext("2d").drawImage(canvas, 0, 0, SIZE, SIZE);
+        setStateValue("png", small.toDataURL("image/png"));
+    }};
+    canvas.addEventListener("pointerdown", (event) => {{
+        if (board.pointer !== null || event.button > 0) return;
+        event.preventDefault();
+        canvas.setPointerCapture(event.pointerId);
+        board.pointer = event.pointerId;
+        board.drawn = true;
+        board.last = at(event);
+        line(board.last, board.last);
+    }});
+    canvas.addEventListener("pointermove", (event) => {{
+        if (event.pointerId !== board.pointer) return;
+        const moves = event.getCoalescedEvents ? event.getCoalescedEvents() : [];
+        for (const move of moves.length ? moves : [event]) {{
+            const point = at(move);
+            line(board.last, point);
+            board.last = point;
+        }}
+    }});
+    const end = (event) => {{
+        if (event.pointerId !== board.pointer) return;
+        board.pointer = null;
+        send();
+    }};
+    canvas.addEventListener("pointerup", end);
+    canvas.addEventListener("pointercancel", end);
+    return board;
+}}
+
+export default function (component) {{
+    const {{ data, parentElement, setStateValue }} = component;
+    const canvas = parentElement.querySelector("canvas");
+    let board = boards.get(canvas);
+    if (!board) {{
+        board = setUp(canvas, setStateValue);
+        boards.set(canvas, board);
+    }}
+    board.width = data.stroke_width;
+    if (data.png && !board.drawn) {{
+        board.drawn = true;
+        const picture = new Image();
+        picture.onload = () => board.ink.drawImage(picture, 0, 0, SIZE, SIZE);
+        picture.src = data.png;
+    }}
+}}
+"""
+
+_COMPONENT = st.components.v2.component("digit_canvas", html=_HTML, css=_CSS, js=_JS)
 
 
-def _patch() -> bool:
-    """Put ours in front of Streamlit's `is_dataframe_like`; False where it was not found."""
+def drawing_canvas(*, stroke_width: int, key: str, drawing: str | None = None) -> str | None:
+    """Show the canvas; the drawing it holds as a PNG data URL, or None while it is empty.
+
+    `drawing` (such a URL) is painted onto the canvas when it is mounted empty.
+    """
+    result = _COMPONENT(
+        data={"stroke_width": int(stroke_width), "png": drawing},
+        default={"png": None},
+        on_png_change=lambda: None,
+        key=key,
+        width="content",
+        height="content",
+    )
+    png = result.get("png")
+    return png if isinstance(png, str) else None
+
+
+def decode(png: str) -> np.ndarray:
+    """The canvas's PNG data URL as an RGBA array, (SIZE, SIZE, 4) uint8 for a real drawing.
+
+    Raises:
+        ImageError: the value is not a PNG data URL of an image (it came from the browser).
+    """
+    again = "Clear the canvas and draw the digit again."
+    if not png.startswith(PNG_PREFIX):
+        raise ImageError(f"The drawing did not arrive as a PNG image. {again}")
     try:
-        from streamlit.components.v2.bidi_component import serialization
-    except ImportError:
-        return False
-    original = getattr(serialization, "is_dataframe_like", None)
-    if original is None:
-        return False
-    if getattr(original, "__module__", None) == __name__:  # patched already (a reload)
-        return True
-
-    def is_dataframe_like(value: object) -> bool:
-        if type(value) is list or (type(value) is dict and "pandas" not in sys.modules):
-            return False
-        return bool(original(value))
-
-    serialization.is_dataframe_like = is_dataframe_like
-    return True
-
-
-PANDAS_FREE = _patch()
-
-
-def st_canvas(**settings: Any) -> Any:
-    """streamlit-drawable-canvas's `st_canvas` with `settings` (imported here: the component
-    registers itself on import, which works only inside a running app)."""
-    from streamlit_drawable_canvas import st_canvas as canvas
-
-    return canvas(**settings)
+        data = base64.b64decode(png[len(PNG_PREFIX) :], validate=True)
+    except binascii.Error:
+        raise ImageError(f"The drawing arrived damaged. {again}") from None
+    image = load_image(data, max_bytes=MAX_PNG_BYTES, max_pixels=4 * SIZE * SIZE)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.shape[2] == 3:
+        image = np.dstack([image, np.full(image.shape[:2], 255, dtype=np.uint8)])
+    return image

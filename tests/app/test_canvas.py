@@ -1,38 +1,31 @@
-"""The Sketch canvas on a cold server (`pages/parts/canvas.py`): handing the canvas its
-settings imports neither pandas nor pyarrow, and every value still gets the answer Streamlit
-itself gives to "is this a data frame?"."""
+"""The Sketch canvas's Python side (`pages/parts/canvas.py`): what it hands Streamlit goes out
+as JSON without pandas on a cold server, and what the browser sends back is read as an image
+or refused with a message."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import pytest
-from streamlit import dataframe_util
-from streamlit.components.v2.bidi_component import serialization
+import base64
+import io
 
-from pages.parts import canvas
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_core.errors import ImageError
+from pages.parts.canvas import MAX_PNG_BYTES, PNG_PREFIX, SIZE, decode
 from tests.fresh import report_of
 
-# What `st_canvas` hands Streamlit for Sketch's canvas (streamlit-drawable-canvas 0.13), then
-# what the page's first visitor's server does with it, in a fresh process.
+# The canvas's settings as the page hands them over, then what the first visitor's server
+# does with them, in a fresh process.
 COLD_SERVER = """
 import json, sys
-from pages.parts.canvas import PANDAS_FREE
 from streamlit.components.v2.bidi_component.serialization import serialize_mixed_data
 from streamlit.proto.BidiComponent_pb2 import BidiComponent
 
-data = {
-    "fillColor": "#eee", "strokeWidth": 20, "strokeColor": "#FFFFFF",
-    "backgroundColor": "#000000", "backgroundImageURL": None,
-    "realtimeUpdateStreamlit": True, "canvasWidth": 280, "canvasHeight": 280,
-    "drawingMode": "freedraw", "initialDrawing": {"objects": [], "background": "#000000"},
-    "displayRadius": 3, "returnImageData": True, "disabled": False,
-    "backgroundImageFit": "contain", "maxDisplayHeight": None, "fontSize": 20, "label": None,
-}
+data = {"stroke_width": 20, "png": "data:image/png;base64,iVBORw0KGgo="}
 proto = BidiComponent()
 serialize_mixed_data(data, proto)
 print(json.dumps({
-    "patched": PANDAS_FREE,
     "sent": json.loads(proto.json) == data,
     "pandas": "pandas" in sys.modules,
     "pyarrow": "pyarrow" in sys.modules,
@@ -41,37 +34,50 @@ print(json.dumps({
 
 
 def test_the_canvas_settings_go_out_as_json_without_importing_pandas() -> None:
-    # `patched` fails first when a Streamlit upgrade moves the function: look for its new home.
-    assert report_of(COLD_SERVER) == {
-        "patched": True,
-        "sent": True,
-        "pandas": False,
-        "pyarrow": False,
-    }
+    assert report_of(COLD_SERVER) == {"sent": True, "pandas": False, "pyarrow": False}
 
 
-VALUES = {
-    "the canvas's starting drawing": {"objects": [], "background": "#000000"},
-    "a list of strokes": [{"type": "path"}, {"type": "path"}],
-    "an empty list": [],
-    "a column mapping": {"digit": [1, 2, 3]},
-    "a mapping of pandas columns": {"digit": pd.Series([1, 2, 3])},
-    "a data frame": pd.DataFrame({"digit": [1, 2]}),
-    "a numpy array": np.zeros((2, 2)),
-    "a string": "#eee",
-    "a number": 20,
-    "nothing": None,
+def data_url(image: Image.Image, image_format: str = "PNG") -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format)
+    return PNG_PREFIX + base64.b64encode(buffer.getvalue()).decode()
+
+
+def drawing(mode: str = "RGBA") -> tuple[Image.Image, np.ndarray]:
+    """A canvas-sized picture with a white bar on black, in `mode`, and its RGBA pixels."""
+    pixels = np.zeros((SIZE, SIZE, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    pixels[100:180, 130:150, :3] = 255
+    image = Image.fromarray(pixels, "RGBA").convert(mode)
+    return image, pixels
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L"])
+def test_a_drawing_comes_back_as_the_rgba_pixels_the_canvas_held(mode: str) -> None:
+    image, pixels = drawing(mode)
+    decoded = decode(data_url(image))
+    assert decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, pixels)
+
+
+BROKEN = {
+    "not a data URL": ("hello", "did not arrive as a PNG"),
+    "a JPEG's data URL": ("data:image/jpeg;base64,/9j/4AAQ", "did not arrive as a PNG"),
+    "damaged base64": (PNG_PREFIX + "iVBORw0KGgo!!", "arrived damaged"),
+    "bytes that are no image": (PNG_PREFIX + base64.b64encode(b"x" * 100).decode(), "PNG"),
+    "an empty PNG": (PNG_PREFIX, "empty"),
 }
 
 
-@pytest.mark.parametrize("value", list(VALUES.values()), ids=list(VALUES))
-def test_every_value_gets_streamlits_own_answer(value: object) -> None:
-    assert canvas.PANDAS_FREE
-    # Streamlit's own function, in its home module, is the one the components code asked before.
-    assert serialization.is_dataframe_like(value) == dataframe_util.is_dataframe_like(value)
+@pytest.mark.parametrize("value, message", list(BROKEN.values()), ids=list(BROKEN))
+def test_what_is_not_a_drawing_is_refused_with_a_message(value: str, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        decode(value)
 
 
-def test_a_mapping_of_pandas_columns_is_still_sent_as_a_data_frame() -> None:
-    """The one plain dict Streamlit sends as Arrow, so the shortcut must not swallow it."""
-    assert serialization.is_dataframe_like({"digit": pd.Series([1, 2, 3])})
-    assert not serialization.is_dataframe_like({"objects": [], "background": "#000000"})
+def test_a_picture_far_larger_than_the_canvas_is_refused_before_decoding() -> None:
+    huge = Image.new("L", (4 * SIZE, 4 * SIZE))  # 16x the canvas's pixels, a few kB as PNG
+    url = data_url(huge)
+    assert len(url) < MAX_PNG_BYTES
+    with pytest.raises(ImageError, match="too many pixels|megapixels"):
+        decode(url)

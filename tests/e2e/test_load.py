@@ -2,7 +2,7 @@
 an eleventh trains a convnet in a worker; every prediction is right and reaches their screen
 without a stall.
 
-Each sketcher's page times itself: a capturing `mouseup` listener notes when the stroke ends,
+Each sketcher's page times itself: a capturing `pointerup` listener notes when the stroke ends,
 a MutationObserver when the "Prediction" metric appears, both on the page's own clock, so the
 figure is what the visitor sees and not how fast this test polls.
 """
@@ -32,7 +32,7 @@ P95_LIMIT = 2.5
 # Installed in every sketcher's page before Streamlit loads.
 TIMER = """
 window.__sketchTimer = {up: null, shown: null, text: null};
-document.addEventListener('mouseup', () => {
+document.addEventListener('pointerup', () => {
   Object.assign(window.__sketchTimer, {up: performance.now(), shown: null, text: null});
 }, true);
 new MutationObserver(() => {

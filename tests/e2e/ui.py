@@ -66,6 +66,17 @@ def set_slider_to_minimum(page: Page, label: str) -> None:
     expect(thumb).to_have_value(thumb.get_attribute("min") or "")
 
 
+def set_slider(page: Page, label: str, value: int) -> None:
+    """Move the slider labelled `label` (steps of 1) to `value` with the keyboard."""
+    thumb = slider(page, label)
+    thumb.focus()
+    thumb.press("Home")
+    for _ in range(value - int(thumb.get_attribute("min") or 0)):
+        thumb.press("ArrowRight")
+    expect(thumb).to_have_value(str(value))
+    wait_until_idle(page)
+
+
 def progress_text(page: Page) -> str:
     return page.get_by_test_id("stProgress").inner_text()
 
@@ -149,10 +160,10 @@ def draw(page: Page, strokes: Sequence[Stroke], surface: ElementHandle | None = 
 
 
 def drawing_surface(page: Page, settle: float = 0.3, timeout: float = 30) -> ElementHandle:
-    """The canvas that takes the strokes (fabric.js's upper canvas), once it has stayed the
-    same element for `settle` seconds: a cleared canvas is replaced a moment after the page
-    says "Draw a digit", and strokes on the old one would be lost."""
-    canvas = page.locator("canvas.upper-canvas").last
+    """The canvas that takes the strokes, once it has stayed the same element for `settle`
+    seconds: a cleared canvas is replaced a moment after the page says "Draw a digit", and
+    strokes on the old one would be lost."""
+    canvas = page.locator("canvas.digit-canvas").last
     deadline = time.monotonic() + timeout
     settled, since = None, time.monotonic()
     while True:

@@ -1,0 +1,98 @@
+"""The Sketch page's canvas in Chromium: a finger draws on a phone without scrolling the page,
+the slider's width is the ink's, and the drawing outlives a visit to another page."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, ElementHandle, Page, expect
+
+from tests.e2e import ui
+
+PHONE = {"width": 390, "height": 844}
+
+# Pixels with ink in the canvas's backing store (white on black), and its pixel density.
+INK = """canvas => {
+    const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    let ink = 0;
+    for (let i = 0; i < pixels.length; i += 4) if (pixels[i] > 127) ink++;
+    return ink / (canvas.width / 280) ** 2;
+}"""
+
+
+@pytest.fixture
+def phone(browser: Browser) -> Iterator[Page]:
+    """A phone: 390 px wide, a touch screen, twice the pixels per CSS pixel."""
+    context = browser.new_context(
+        viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True
+    )
+    yield context.new_page()
+    context.close()
+
+
+def swipe(page: Page, surface: ElementHandle, points: list[tuple[float, float]]) -> None:
+    """One finger on the canvas: down at the first point, along the others, lifted."""
+    box = surface.bounding_box()
+    assert box is not None
+    session = page.context.new_cdp_session(page)
+    at = [{"x": box["x"] + x, "y": box["y"] + y} for x, y in points]
+    session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [at[0]]})
+    for point in at[1:]:
+        session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+    session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    session.detach()
+
+
+def test_a_finger_draws_a_digit_on_a_phone_and_the_page_stays_put(
+    phone: Page, app_url: str
+) -> None:
+    ui.open_page(phone, app_url + "/sketch", "Sketch")
+    expect(phone.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    surface = ui.drawing_surface(phone)
+    surface.scroll_into_view_if_needed()
+    scrolled = phone.evaluate("window.scrollY")
+    # A downward swipe, which would scroll the page if the canvas let it.
+    swipe(phone, surface, [(150, 40 + 10 * step) for step in range(21)])
+    expect(ui.metric_value(phone, "Prediction")).to_have_text("1")
+    assert phone.evaluate("window.scrollY") == scrolled
+    assert surface.evaluate("canvas => canvas.width") == 2 * ui.CANVAS_SIZE  # sharp on the phone
+
+
+def test_the_stroke_width_slider_sets_the_inks_width(page: Page, app_url: str) -> None:
+    ui.open_page(page, app_url + "/sketch", "Sketch")
+    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    line = [[(40.0, 140.0), (240.0, 140.0)]]  # 200 px across
+    inks = []
+    for width in (10, 30):
+        ui.set_slider(page, "Stroke width", width)
+        surface = ui.drawing_surface(page)
+        ui.draw(page, line, surface)
+        expect(ui.metric_value(page, "Prediction")).to_be_visible()
+        inks.append(surface.evaluate(INK))
+        ui.clear_canvas(page)
+    # A line with round ends: about 200 x width pixels plus a disc of ink.
+    for width, ink in zip((10, 30), inks, strict=True):
+        assert 200 * width <= ink <= 200 * width + 3.14 * (width / 2) ** 2 * 1.3, (width, inks)
+
+
+def test_the_drawing_is_still_there_after_another_page_and_gone_after_clear(
+    page: Page, app_url: str
+) -> None:
+    ui.open_page(page, app_url + "/sketch", "Sketch")
+    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    ui.draw(page, ui.seven(left=60, top=50, size=180))
+    prediction = ui.metric_value(page, "Prediction")
+    expect(prediction).to_have_text("7")
+    drawn = ui.drawing_surface(page).evaluate(INK)
+
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Results").click()
+    expect(page.get_by_role("heading", name="Results", exact=True)).to_be_visible()
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Sketch").click()
+    expect(prediction).to_have_text("7")
+    surface = ui.drawing_surface(page)
+    page.wait_for_function(f"canvas => ({INK})(canvas) > 0", arg=surface)
+    assert surface.evaluate(INK) == pytest.approx(drawn, rel=0.05)  # repainted from its PNG
+
+    ui.clear_canvas(page)
+    assert ui.drawing_surface(page).evaluate(INK) == 0
