@@ -6,7 +6,7 @@ page shares (active model, data source). TensorFlow is imported only by the page
 
 import streamlit as st
 
-from pages.parts import app_state
+from pages.parts import app_state, style
 
 st.set_page_config(
     page_title="Digit recognition dashboard", page_icon=":material/draw:", layout="wide"
@@ -31,12 +31,8 @@ pages = [
     ),
 ]
 page = st.navigation(pages)
-# Streamlit writes a primary button's label in white: 2.5:1 on the dark theme's light-blue
-# accent, where WCAG AA asks 4.5:1. Dark text there is 7.4:1; the light theme keeps white
-# on its darker blue (5.2:1). light-dark() follows the theme's color-scheme.
-st.html("<style>[data-testid='stBaseButton-primary'] {color: light-dark(#ffffff, #0e1117)}</style>")
-
 with st.sidebar:
+    style.apply()  # the first component of every page (see pages/parts/style.py)
     run = app_state.active_run()
     if run is None:
         st.caption("No model yet: train one on the Train page.")

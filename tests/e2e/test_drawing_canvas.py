@@ -1,5 +1,6 @@
-"""The Sketch page's canvas in Chromium: a finger draws on a phone without scrolling the page,
-the slider's width is the ink's, and the drawing outlives a visit to another page."""
+"""The Sketch page's canvas in Chromium: its code comes before the other widgets', a finger
+draws on a phone without scrolling the page, the slider's width is the ink's, and the drawing
+outlives a visit to another page."""
 
 from __future__ import annotations
 
@@ -42,6 +43,23 @@ def swipe(page: Page, surface: ElementHandle, points: list[tuple[float, float]])
         session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
     session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
     session.detach()
+
+
+# When the browser asked for each of Streamlit's scripts, by the name before its build hash.
+REQUESTED = """() => Object.fromEntries(performance.getEntriesByType("resource")
+    .map(entry => [entry.name.split("/").pop().split(".")[0], entry.startTime]))"""
+
+
+def test_a_first_visit_fetches_the_canvas_code_before_the_other_widgets(
+    page: Page, app_url: str
+) -> None:
+    # The page's widgets' scripts are fetched six at a time; the components code (the canvas)
+    # comes first because every page starts with the app's style component (pages/parts/style.py).
+    ui.open_page(page, app_url + "/sketch", "Sketch")
+    ui.drawing_surface(page)
+    requested = page.evaluate(REQUESTED)
+    others = [requested[name] for name in ("Selectbox", "Checkbox", "Slider", "Metric")]
+    assert requested["BidiComponent"] < min(others), requested
 
 
 def test_a_finger_draws_a_digit_on_a_phone_and_the_page_stays_put(
