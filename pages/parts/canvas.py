@@ -39,20 +39,21 @@ _CSS = f"""
 """
 # One function per render: it sets the canvas up on the first call and takes new settings on
 # later ones. The backing store has the screen's pixel density (sharp lines on phones); what is
-# sent is drawn down to SIZE x SIZE. A drawing handed back is painted only onto a canvas that
-# has not been drawn on since it was mounted.
+# sent is drawn down to SIZE x SIZE. A drawing handed back is painted once, and only onto a
+# canvas that has not been drawn on since it was mounted.
 _JS = f"""
 const SIZE = {SIZE};
 const boards = new WeakMap();
 
-function setUp(canvas, setStateValue) {{
+function setUp(canvas) {{
     const ratio = Math.max(1, Math.round(window.devicePixelRatio || 1));
     canvas.width = canvas.height = SIZE * ratio;
     const ink = canvas.getContext("2d");
     ink.scale(ratio, ratio);
     ink.fillStyle = "#000";
     ink.fillRect(0, 0, SIZE, SIZE);
-    const board = {{ ink, width: 20, drawn: false, last: null, pointer: null }};
+    const board = {{ ink, width: 20, drawn: false, restored: false, last: null, pointer: null,
+                     setState: null }};
     const at = (event) => {{
         const box = canvas.getBoundingClientRect();
         return [(event.clientX - box.left) * SIZE / box.width,
@@ -67,11 +68,11 @@ function setUp(canvas, setStateValue) {{
         ink.lineTo(to[0], to[1]);
         ink.stroke();
     }};
-    const send = () => {{
+    const sendDrawing = () => {{
         const small = document.createElement("canvas");
         small.width = small.height = SIZE;
         small.getContext("2d").drawImage(canvas, 0, 0, SIZE, SIZE);
-        setStateValue("png", small.toDataURL("image/png"));
+        board.setState("png", small.toDataURL("image/png"));
     }};
     canvas.addEventListener("pointerdown", (event) => {{
         if (board.pointer !== null || event.button > 0) return;
@@ -94,7 +95,7 @@ function setUp(canvas, setStateValue) {{
     const end = (event) => {{
         if (event.pointerId !== board.pointer) return;
         board.pointer = null;
-        send();
+        sendDrawing();
     }};
     canvas.addEventListener("pointerup", end);
     canvas.addEventListener("pointercancel", end);
@@ -106,14 +107,15 @@ export default function (component) {{
     const canvas = parentElement.querySelector("canvas");
     let board = boards.get(canvas);
     if (!board) {{
-        board = setUp(canvas, setStateValue);
+        board = setUp(canvas);
         boards.set(canvas, board);
     }}
+    board.setState = setStateValue;  // the latest render's, should Streamlit hand out a new one
     board.width = data.stroke_width;
-    if (data.png && !board.drawn) {{
-        board.drawn = true;
+    if (data.png && !board.drawn && !board.restored) {{
+        board.restored = true;
         const picture = new Image();
-        picture.onload = () => board.ink.drawImage(picture, 0, 0, SIZE, SIZE);
+        picture.onload = () => board.drawn || board.ink.drawImage(picture, 0, 0, SIZE, SIZE);
         picture.src = data.png;
     }}
 }}

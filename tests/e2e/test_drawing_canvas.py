@@ -94,6 +94,21 @@ def test_the_stroke_width_slider_sets_the_inks_width(page: Page, app_url: str) -
         assert 200 * width <= ink <= 200 * width + 3.14 * (width / 2) ** 2 * 1.3, (width, inks)
 
 
+def test_each_stroke_adds_to_the_drawing_and_is_read_with_the_ones_before(
+    page: Page, app_url: str
+) -> None:
+    ui.open_page(page, app_url + "/sketch", "Sketch")
+    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    surface = ui.drawing_surface(page)
+    prediction = ui.metric_value(page, "Prediction")
+    ui.draw(page, [[(60.0, 50.0), (195.0, 50.0)]], surface)  # a bar: no 7 yet
+    expect(prediction).to_be_visible()  # read on its own first
+    bar = surface.evaluate(INK)
+    ui.draw(page, [[(195.0, 50.0), (114.0, 230.0)]], surface)  # the 7's long stroke
+    expect(prediction).to_have_text("7")
+    assert surface.evaluate(INK) > 1.5 * bar
+
+
 def test_the_drawing_is_still_there_after_another_page_and_gone_after_clear(
     page: Page, app_url: str
 ) -> None:
