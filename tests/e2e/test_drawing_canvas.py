@@ -55,8 +55,7 @@ def test_a_first_visit_fetches_the_canvas_code_before_the_other_widgets(
 ) -> None:
     # The page's widgets' scripts are fetched six at a time; the components code (the canvas)
     # comes first because every page starts with the app's style component (pages/parts/style.py).
-    ui.open_page(page, app_url + "/sketch", "Sketch")
-    ui.drawing_surface(page)
+    ui.open_sketch(page, app_url)
     requested = page.evaluate(REQUESTED)
     others = [requested[name] for name in ("Selectbox", "Checkbox", "Slider", "Metric")]
     assert requested["BidiComponent"] < min(others), requested
@@ -65,9 +64,7 @@ def test_a_first_visit_fetches_the_canvas_code_before_the_other_widgets(
 def test_a_finger_draws_a_digit_on_a_phone_and_the_page_stays_put(
     phone: Page, app_url: str
 ) -> None:
-    ui.open_page(phone, app_url + "/sketch", "Sketch")
-    expect(phone.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
-    surface = ui.drawing_surface(phone)
+    surface = ui.open_sketch(phone, app_url)
     surface.scroll_into_view_if_needed()
     scrolled = phone.evaluate("window.scrollY")
     # A downward swipe, which would scroll the page if the canvas let it.
@@ -78,8 +75,7 @@ def test_a_finger_draws_a_digit_on_a_phone_and_the_page_stays_put(
 
 
 def test_the_stroke_width_slider_sets_the_inks_width(page: Page, app_url: str) -> None:
-    ui.open_page(page, app_url + "/sketch", "Sketch")
-    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    ui.open_sketch(page, app_url)
     line = [[(40.0, 140.0), (240.0, 140.0)]]  # 200 px across
     inks = []
     for width in (10, 30):
@@ -97,9 +93,7 @@ def test_the_stroke_width_slider_sets_the_inks_width(page: Page, app_url: str) -
 def test_each_stroke_adds_to_the_drawing_and_is_read_with_the_ones_before(
     page: Page, app_url: str
 ) -> None:
-    ui.open_page(page, app_url + "/sketch", "Sketch")
-    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
-    surface = ui.drawing_surface(page)
+    surface = ui.open_sketch(page, app_url)
     prediction = ui.metric_value(page, "Prediction")
     ui.draw(page, [[(60.0, 50.0), (195.0, 50.0)]], surface)  # a bar: no 7 yet
     expect(prediction).to_be_visible()  # read on its own first
@@ -112,8 +106,7 @@ def test_each_stroke_adds_to_the_drawing_and_is_read_with_the_ones_before(
 def test_the_drawing_is_still_there_after_another_page_and_gone_after_clear(
     page: Page, app_url: str
 ) -> None:
-    ui.open_page(page, app_url + "/sketch", "Sketch")
-    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    ui.open_sketch(page, app_url)
     ui.draw(page, ui.seven(left=60, top=50, size=180))
     prediction = ui.metric_value(page, "Prediction")
     expect(prediction).to_have_text("7")

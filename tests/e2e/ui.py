@@ -176,6 +176,13 @@ def drawing_surface(page: Page, settle: float = 0.3, timeout: float = 30) -> Ele
         page.wait_for_timeout(50)
 
 
+def open_sketch(page: Page, base_url: str) -> ElementHandle:
+    """Open Sketch with its default model; the drawing surface, once it has settled."""
+    open_page(page, base_url + "/sketch", "Sketch")
+    expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible(timeout=60_000)
+    return drawing_surface(page)
+
+
 def clear_canvas(page: Page) -> None:
     page.get_by_role("button", name="Clear").click()
     expect(page.get_by_text("Draw a digit", exact=True)).to_be_visible()
