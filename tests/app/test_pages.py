@@ -227,6 +227,34 @@ def test_sketch_predicts_a_drawn_digit(app_env: Path, mnist, index: int) -> None
     assert int(np.argmax(shown)) == mnist.y_test[index]
 
 
+def as_canvas_png(canvas: np.ndarray) -> str:
+    """An RGBA canvas as the Sketch canvas sends it: a PNG data URL."""
+    buffer = io.BytesIO()
+    Image.fromarray(canvas, "RGBA").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_sketch_reads_what_the_canvas_sends_and_keeps_it_when_a_damaged_one_follows(
+    app_env: Path, mnist
+) -> None:
+    at = page("sketch")
+    drawn = canvas_with(mnist.x_test[0])  # a 7
+    at.session_state["sketch_canvas_0"] = {"png": as_canvas_png(drawn)}  # what a stroke sends
+    at.run()
+    assert not at.exception
+    np.testing.assert_array_equal(at.session_state["sketch_drawing"], drawn)
+    assert [m.value for m in at.metric if m.label == "Prediction"] == ["7"]
+
+    at.session_state["sketch_canvas_0"] = {"png": "data:image/png;base64,!!!"}  # not a PNG
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "The drawing arrived damaged. Clear the canvas and draw the digit again."
+    ]
+    np.testing.assert_array_equal(at.session_state["sketch_drawing"], drawn)  # the last one
+    assert [m.value for m in at.metric if m.label == "Prediction"] == ["7"]
+
+
 def shown_probabilities(at: AppTest) -> np.ndarray:
     (chart,) = [h.proto.body for h in at.get("html") if 'class="probabilities"' in h.proto.body]
     return np.array([float(p) for p in re.findall(r'data-probability="([\d.]+)"', chart)])
