@@ -7,12 +7,11 @@ resources in one place."""
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.fresh import report_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,17 +40,11 @@ def test_no_module_outside_ml_imports_tensorflow_or_streamlit(module: str) -> No
     `--ray` names a cluster)."""
     banned = ("tensorflow", "tensorboard", "keras", "streamlit")
     banned += () if module == "mnist_core.ray_jobs" else ("ray",)
-    code = f"import sys, {module}; print(sorted(m for m in {banned!r} if m in sys.modules))"
-    environ = {k: v for k, v in os.environ.items() if k != "MNIST_RAY_ADDRESS"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        check=True,
+    code = (
+        f"import json, sys, {module}; "
+        f"print(json.dumps(sorted(m for m in {banned!r} if m in sys.modules)))"
     )
-    assert result.stdout.strip() == "[]"
+    assert report_of(code, env={"MNIST_RAY_ADDRESS": ""}) == []  # "" is no cluster
 
 
 def test_every_module_outside_ml_is_checked() -> None:
