@@ -41,7 +41,6 @@ from tests.e2e.test_browser import digit_photo  # noqa: E402
 from tests.needs import CHROMIUM  # noqa: E402
 
 MINIMAL_APP = 'import streamlit as st\n\nst.title("Hello")\n'
-CANVAS = "canvas.digit-canvas"  # Sketch's drawing surface (in its component's shadow root)
 # figure: (its baseline, measured in the same run; the target, as a ratio to the baseline or
 # in seconds / MB). Start-up seconds differ by machine, so the home page's target is a ratio.
 TARGETS = {
@@ -148,7 +147,7 @@ def first_prediction(browser: Browser, runs_dir: Path) -> tuple[float, float, fl
     process, url, started = start(ROOT / "dashboard.py", runs_dir)
     try:
         page = open_when_up(browser, url + "/sketch")
-        canvas_ready = seen(page.locator(CANVAS)) - started
+        canvas_ready = seen(page.locator(ui.CANVAS)) - started
         ui.draw(page, ui.one(x=140, top=50, height=180))
         drawn = time.perf_counter()
         prediction = ui.metric_value(page, "Prediction").filter(has_text=re.compile("^1$"))

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 
 from playwright.sync_api import ElementHandle, Error, Locator, Page, expect
 
-CANVAS_SIZE = 280  # the Sketch page's drawable surface, in CSS pixels
+CANVAS = "canvas.digit-canvas"  # the Sketch page's drawable surface (pages/parts/canvas.py)
+CANVAS_SIZE = 280  # its size, in CSS pixels
 TRAINING_TIMEOUT = 240_000  # ms; TensorFlow start-up plus one MLP epoch on two busy cores
 PROGRESS = re.compile(r"Epoch (\d+)/(\d+) · batch (\d+)/(\d+) · (\d+) s elapsed")
 
@@ -163,7 +164,7 @@ def drawing_surface(page: Page, settle: float = 0.3, timeout: float = 30) -> Ele
     """The canvas that takes the strokes, once it has stayed the same element for `settle`
     seconds: a cleared canvas is replaced a moment after the page says "Draw a digit", and
     strokes on the old one would be lost."""
-    canvas = page.locator("canvas.digit-canvas").last
+    canvas = page.locator(CANVAS).last
     deadline = time.monotonic() + timeout
     settled, since = None, time.monotonic()
     while True:
