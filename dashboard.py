@@ -6,11 +6,17 @@ page shares (active model, data source). TensorFlow is imported only by the page
 
 import streamlit as st
 
-from pages.parts import app_state, style
+from pages.parts import style
 
 st.set_page_config(
     page_title="Digit recognition dashboard", page_icon=":material/draw:", layout="wide"
 )
+with st.sidebar:
+    # The first element of every page, sent before the imports below (numpy, mnist_core: 0.1-0.2 s
+    # on a server's first visit), so that the browser fetches the components code meanwhile.
+    style.apply()
+
+from pages.parts import app_state  # noqa: E402 - after the style (above)
 
 pages = [
     st.Page(app_state.page_path("home"), title="Home", icon=":material/home:", default=True),
@@ -32,7 +38,6 @@ pages = [
 ]
 page = st.navigation(pages)
 with st.sidebar:
-    style.apply()  # the first component of every page (see pages/parts/style.py)
     run = app_state.active_run()
     if run is None:
         st.caption("No model yet: train one on the Train page.")

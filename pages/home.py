@@ -1,5 +1,8 @@
 """Home: what the tool does, the active model, the data source and the latest runs."""
 
+import pages.parts  # noqa: F401 - before all else: see pages/parts/__init__.py
+
+# isort: split
 import streamlit as st
 
 from mnist_core.runs import run_rows

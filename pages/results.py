@@ -1,5 +1,8 @@
 """Results: curves, confusion matrix, a gallery of test digits and run comparison."""
 
+import pages.parts  # noqa: F401 - before all else: see pages/parts/__init__.py
+
+# isort: split
 import json
 
 import streamlit as st

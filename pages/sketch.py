@@ -1,5 +1,8 @@
 """Sketch: draw a digit (or upload a photo of one) and see what the model reads, live."""
 
+import pages.parts  # noqa: F401 - before all else: see pages/parts/__init__.py
+
+# isort: split
 import time
 
 import numpy as np

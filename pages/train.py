@@ -1,5 +1,8 @@
 """Train: pick a preset, adjust any setting, train with live progress, stop at will."""
 
+import pages.parts  # noqa: F401 - before all else: see pages/parts/__init__.py
+
+# isort: split
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

@@ -1,3 +1,20 @@
 """The parts the pages share: session state and cached resources (`app_state`), the Train
 form's state (`train_form`), and the sections of pages (`*_view`: sweeps, drawings,
-explanations, learning replay, sharing). `pages/` itself holds only the four pages."""
+explanations, learning replay, sharing). `pages/` itself holds only the four pages.
+
+Importing this package leaves Streamlit's pages-folder mode. With a `pages/` folder beside the
+entry point, Streamlit serves a server's first visit in its old one-file-per-page mode until some
+run calls st.navigation: a first visitor opening /train would get pages/train.py alone (no
+sidebar, every file in pages/ listed as a page). The first such run switches that mode off here
+and starts again through dashboard.py, which then shows the page the visitor asked for. Every
+page imports this package before anything else, so that first run imports nothing more than
+Streamlit: the imports the page needs come in the run that shows it, after the sidebar's first
+element (see `style`) is on its way to the browser.
+"""
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+if PagesManager.uses_pages_directory:
+    PagesManager.uses_pages_directory = False
+    st.rerun()

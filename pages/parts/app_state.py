@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import streamlit as st
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.runtime.scriptrunner import script_runner
 
 from mnist_core.backends import job_service as jobs_backend
@@ -32,15 +31,6 @@ if TYPE_CHECKING:
 # each Sketch rerun (a full gc.collect) and empties TensorFlow's kernel cache under a training
 # running in another thread. Switched off for this process.
 script_runner._clean_problem_modules = lambda: None
-
-# With a `pages/` folder beside the entry point, Streamlit serves a server's first visit in its
-# old one-file-per-page mode until some run calls st.navigation: a first visitor opening /train
-# would get pages/train.py alone (no sidebar, every file in pages/ listed as a page). Every page
-# imports this module, so the first such run switches that mode off and starts again through
-# dashboard.py, which then shows the page the visitor asked for.
-if PagesManager.uses_pages_directory:
-    PagesManager.uses_pages_directory = False
-    st.rerun()
 
 # Session-state keys shared by more than one page.
 ACTIVE_RUN = "active_run"  # run id of the model this session uses by default

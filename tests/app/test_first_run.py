@@ -1,0 +1,59 @@
+"""A server's first visitor: the app's first element goes out before its imports, so the browser
+fetches Streamlit's components code while the server imports numpy and mnist_core (see
+`pages/parts/__init__.py` and `pages/parts/style.py`)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.fresh import report_of
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted((ROOT / "pages").glob("*.py"))
+
+# The dashboard run in a fresh process, as a new server's first run is: what the app had
+# imported when it sent its first element (the style), and what it imports in all.
+FIRST_RUN = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+from pages.parts import style
+
+def app_modules():
+    return sorted(name for name in sys.modules if name.split(".")[0] in ("numpy", "mnist_core"))
+
+at_style = []
+apply = style.apply
+style.apply = lambda: (at_style.append(app_modules()), apply())
+at = AppTest.from_file("dashboard.py", default_timeout=60).run()
+print(json.dumps({
+    "at_style": at_style[:1],
+    "after_run": [name for name in ("numpy", "mnist_core") if name in sys.modules],
+    "exceptions": [e.message for e in at.exception],
+    "sidebar": [c.value for c in at.sidebar.caption][-1:],
+}))
+"""
+
+
+def test_the_first_element_goes_out_before_numpy_and_mnist_core_are_imported(
+    tmp_path: Path,
+) -> None:
+    report = report_of(FIRST_RUN, env={"MNIST_RUNS_DIR": str(tmp_path / "runs")})
+    assert report["exceptions"] == []
+    assert report["at_style"] == [[]], report
+    # ... and the run then imports them and shows the sidebar as usual.
+    assert report["after_run"] == ["numpy", "mnist_core"]
+    assert report["sidebar"][0].startswith("MNIST: "), report
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda path: path.stem)
+def test_every_page_imports_pages_parts_before_anything_else(page: Path) -> None:
+    """A new server's first run executes the requested page file on its own (Streamlit's
+    pages-folder mode): importing `pages.parts` first ends that run before the page's other
+    imports, which the run through dashboard.py then makes after its first element."""
+    body = ast.parse(page.read_text()).body
+    first = body[1] if isinstance(body[0], ast.Expr) else body[0]  # after the docstring
+    assert isinstance(first, ast.Import), ast.dump(first)
+    assert [alias.name for alias in first.names] == ["pages.parts"]
