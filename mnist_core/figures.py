@@ -7,16 +7,18 @@ import functools
 import html
 import io
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
 
 from mnist_core.data import PIXEL_MAX
 from mnist_core.sweeps import TrialResult, best, format_value
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 _COLOURS = plotly.colors.qualitative.Plotly
 WRONG_COLOUR = "#d62728"  # plotly figures
@@ -243,6 +245,8 @@ def as_uint8(image: np.ndarray) -> np.ndarray:
 
 def digit_png(image: np.ndarray, scale: int = 1) -> bytes:
     """PNG bytes of a `(H, W)` digit (float in [0, 1] or uint8), enlarged with sharp pixels."""
+    from PIL import Image  # imported on first use, see preprocess.warm_up
+
     picture = Image.fromarray(as_uint8(image), mode="L")
     if scale > 1:
         picture = picture.resize(

@@ -13,7 +13,6 @@ import functools
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
 
 from mnist_core.data import to_float
@@ -146,6 +145,8 @@ def tiles_png(
     A PNG rather than a plotly heatmap: 64 tiles of 28x28 pixels are 50,000 values, too many
     to send to the browser on every stroke of a sketch; the PNG is a few kilobytes.
     """
+    from PIL import Image  # imported on first use, see preprocess.warm_up
+
     mosaic = tile_mosaic(tiles, signed, columns, max_tiles)
     lookup = _colour_table(DIVERGING if signed else SEQUENTIAL)  # (256, 3) uint8
     low = -1.0 if signed else 0.0
@@ -175,6 +176,8 @@ def picture_png(image: np.ndarray, max_side: int = 140) -> bytes:
     Takes uint8 (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA. Transparent parts are shown over
     a grey checkerboard, as image editors do, so light and dark ink both stay visible.
     """
+    from PIL import Image  # imported on first use, see preprocess.warm_up
+
     pixels = as_uint8(image)
     if pixels.ndim == 3 and pixels.shape[2] == 1:
         pixels = pixels[:, :, 0]

@@ -12,12 +12,15 @@ import functools
 import io
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from mnist_core.config import MAX_UPLOAD_BYTES
 from mnist_core.errors import ImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MNIST_SIZE = 28  # side of the output frame, pixels
 DIGIT_BOX = 20  # MNIST fits the longer side of every digit into this many pixels
@@ -30,11 +33,18 @@ RELATIVE_FLOOR = 0.2
 
 
 def ndimage():
-    """`scipy.ndimage`, imported on first use (~0.1 s): a page that shows an empty canvas
-    calls this after drawing it, so the import happens while the visitor draws."""
+    """`scipy.ndimage`, imported on first use (~0.1 s; see `warm_up`)."""
     from scipy import ndimage as module
 
     return module
+
+
+def warm_up() -> None:
+    """Import what reading an image needs and this module leaves out until first use: SciPy's
+    image code and Pillow (0.1-0.2 s together). A page that shows an empty canvas calls this
+    after drawing it, so the imports happen while the visitor draws, not before the canvas."""
+    ndimage()
+    from PIL import Image  # noqa: F401
 
 
 # Stroke widths at the 20-pixel box scale: MNIST's median is about 1.9 px and only 10 % of its
@@ -297,6 +307,8 @@ def _fit_box(cropped: np.ndarray) -> np.ndarray:
     factor = DIGIT_BOX / max(height, width)
     # The epsilon keeps a side of exactly 20.000000001 pixels (a float rounding) at 20.
     out_height, out_width = (max(1, math.ceil(side * factor - 1e-6)) for side in (height, width))
+    from PIL import Image
+
     source = Image.fromarray(np.ascontiguousarray(cropped, dtype=np.float32))
     # Box-average by a whole factor first, down to no less than three times the output (as
     # reducing_gap=3 does): same result, a fraction of the time. Zeros fill the last blocks.
@@ -370,6 +382,8 @@ def load_image(
         raise ImageError(f"The file is empty. {advice}")
     if len(data) > max_bytes:
         raise ImageError(f"The file has {len(data):,} bytes, which is too large. {advice}")
+    from PIL import Image
+
     # Our own limit is far below Pillow's bomb threshold (whose warning would only be logged):
     # the size from the header is checked before any pixel is decoded.
     try:
@@ -396,6 +410,8 @@ def load_image(
 
 def _decoded(opened: Image.Image) -> np.ndarray:
     """Pixels of the first frame, upright, as uint8 (H, W), (H, W, 3) or (H, W, 4)."""
+    from PIL import ImageOps
+
     image = ImageOps.exif_transpose(opened)  # loads the pixels of the current (first) frame
     if image.mode in _SIXTEEN_BIT_MODES:
         values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)

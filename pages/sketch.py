@@ -55,7 +55,7 @@ def show_prediction(run, image: np.ndarray | None, source: str) -> None:
         # The canvas is on screen already: the model and the image code load while the
         # visitor draws, so the first stroke does not wait for them.
         app_state.prediction_model(run)
-        preprocess.ndimage()
+        preprocess.warm_up()
         return
     if steps is None:
         st.warning("No digit found in this image: use a photo of one dark or light digit.")

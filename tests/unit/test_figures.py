@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -210,20 +211,32 @@ def test_replay_figure_colours_each_digit_by_its_true_class_probability() -> Non
     assert np.asarray(heatmap.customdata).tolist() == [[1, 7, 7], [4, 4, 4]]
 
 
-def test_sketch_code_leaves_pandas_out_until_a_figure_needs_it() -> None:
+def test_sketch_code_leaves_pandas_scipy_and_pillow_out_until_they_are_needed() -> None:
     """Sketch's first visit skips pandas' import (≈ 0.2 s); a plotly figure imports it first,
-    so plotly never sees another thread's half-imported pandas."""
+    so plotly never sees another thread's half-imported pandas. SciPy's image code and Pillow
+    come with `preprocess.warm_up`, after the canvas is sent, or with the first picture."""
     code = (
         "import sys, numpy as np\n"
-        "import mnist_core.figures as f, mnist_core.preprocess, mnist_core.serving\n"
-        "before = 'pandas' in sys.modules or 'scipy.ndimage' in sys.modules\n"
+        "import mnist_core.figures as f, mnist_core.figures_explain, mnist_core.preprocess as p\n"
+        "import mnist_core.serving\n"
+        "names = ('pandas', 'scipy.ndimage', 'PIL.Image')\n"
+        "loaded = lambda: [name for name in names if name in sys.modules]\n"
+        "before = loaded()\n"
+        "f.digit_png(np.zeros((28, 28)))\n"
+        "pictured = loaded()\n"
+        "p.warm_up()\n"
+        "warm = loaded()\n"
         "f.confusion_figure(np.eye(10, dtype=int))\n"
-        "print(before, 'pandas' in sys.modules)\n"
+        "print(json.dumps([before, pictured, warm, loaded()]))\n"
     )
     output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert output == ["False", "True"]
+        [sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True
+    ).stdout
+    before, pictured, warm, after_figure = json.loads(output)
+    assert before == []
+    assert pictured == ["PIL.Image"]
+    assert warm == ["scipy.ndimage", "PIL.Image"]
+    assert after_figure == ["pandas", "scipy.ndimage", "PIL.Image"]
 
 
 def trial(rate: float, units: tuple[int, ...], val: float | None, test: float) -> TrialResult:
