@@ -13,7 +13,16 @@ element (see `style`) is on its way to the browser.
 """
 
 import streamlit as st
+from streamlit import delta_generator, runtime
 from streamlit.runtime.pages_manager import PagesManager
+
+# At a process's first element Streamlit checks whether it runs in a Python REPL, to warn that an
+# app needs `streamlit run`: `inspect.stack()` reads the source of every frame, 40-65 ms of a new
+# server's first visit (measured; the one first element there is the `st.rerun` below). Under
+# `streamlit run` (and AppTest) a runtime exists and the warning cannot apply, so the check is
+# marked done; `python dashboard.py` still gets Streamlit's warning.
+if runtime.exists():
+    delta_generator._use_warning_has_been_displayed = True
 
 if PagesManager.uses_pages_directory:
     PagesManager.uses_pages_directory = False

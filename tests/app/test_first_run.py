@@ -1,10 +1,13 @@
 """A server's first visitor: the app's first element goes out before its imports, so the browser
-fetches Streamlit's components code while the server imports numpy and mnist_core (see
-`pages/parts/__init__.py` and `pages/parts/style.py`)."""
+fetches Streamlit's components code while the server imports numpy and mnist_core, and without
+Streamlit's REPL check (see `pages/parts/__init__.py` and `pages/parts/style.py`)."""
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +49,39 @@ def test_the_first_element_goes_out_before_numpy_and_mnist_core_are_imported(
     # ... and the run then imports them and shows the sidebar as usual.
     assert report["after_run"] == ["numpy", "mnist_core"]
     assert report["sidebar"][0].startswith("MNIST: "), report
+
+
+# The same first run, nothing of the app imported before it (as in a server): how often
+# inspect.stack() is called, which Streamlit's REPL check does at the process's first element.
+STACK_WALKS = """
+import inspect, json
+from streamlit.testing.v1 import AppTest
+
+calls = []
+stack = inspect.stack
+inspect.stack = lambda *args: (calls.append(1), stack(*args))[1]
+at = AppTest.from_file("dashboard.py", default_timeout=60).run()
+print(json.dumps({"calls": len(calls), "exceptions": [e.message for e in at.exception]}))
+"""
+
+
+def test_the_first_run_skips_streamlits_repl_check(tmp_path: Path) -> None:
+    report = report_of(STACK_WALKS, env={"MNIST_RUNS_DIR": str(tmp_path / "runs")})
+    assert report == {"calls": 0, "exceptions": []}
+
+
+def test_run_without_streamlit_the_dashboard_still_says_how_to_start_it(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "dashboard.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MNIST_RUNS_DIR": str(tmp_path / "runs")},
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "to view this Streamlit app on a browser, run it with" in completed.stderr
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda path: path.stem)
