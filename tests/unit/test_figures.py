@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -25,6 +22,7 @@ from mnist_core.figures import (
     sweep_figure,
 )
 from mnist_core.sweeps import TrialResult
+from tests.fresh import report_of
 
 HISTORIES = {
     "a": {
@@ -216,7 +214,7 @@ def test_sketch_code_leaves_pandas_scipy_and_pillow_out_until_they_are_needed() 
     so plotly never sees another thread's half-imported pandas. SciPy's image code and Pillow
     come with `preprocess.warm_up`, after the canvas is sent, or with the first picture."""
     code = (
-        "import sys, numpy as np\n"
+        "import json, sys, numpy as np\n"
         "import mnist_core.figures as f, mnist_core.figures_explain, mnist_core.preprocess as p\n"
         "import mnist_core.serving\n"
         "names = ('pandas', 'scipy.ndimage', 'PIL.Image')\n"
@@ -229,10 +227,7 @@ def test_sketch_code_leaves_pandas_scipy_and_pillow_out_until_they_are_needed() 
         "f.confusion_figure(np.eye(10, dtype=int))\n"
         "print(json.dumps([before, pictured, warm, loaded()]))\n"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True
-    ).stdout
-    before, pictured, warm, after_figure = json.loads(output)
+    before, pictured, warm, after_figure = report_of(code)
     assert before == []
     assert pictured == ["PIL.Image"]
     assert warm == ["scipy.ndimage", "PIL.Image"]
