@@ -5,8 +5,10 @@ Same interface as `job_service.LocalJobs` (`submit`, `status`, `jobs`, `stop`, `
 
 - **The queue** is one named, detached actor (`JobQueue`, in namespace `mnist-dashboard`) on
   the head node: every dashboard replica and every command line connected to the cluster sees
-  the same jobs. It holds each job's request and state, starts each training as a Ray task, and
-  watches the tasks.
+  the same jobs. It holds each job's request and state, starts the trainings in the order they
+  were queued, and watches them. Ray does not promise to place waiting actors in the order
+  they were made, so the queue makes a job's trainer only once the one before it has a node:
+  at most one trainer waits for room at a time.
 - **A training** is an actor (`Trainer`) holding `MNIST_RAY_CPUS_PER_JOB` CPUs (default 2)
   and `MNIST_RAY_GPUS_PER_JOB` GPUs (default 0), a fresh process ended after the job
   (TensorFlow's memory goes back). It runs `worker.follow`, as a local worker does, reporting
@@ -152,6 +154,9 @@ class JobQueue:
         self._states: dict[str, dict[str, Any]] = {}  # job id -> JobState.to_json()
         self._stops: set[str] = set()
         self._tasks: dict[str, tuple[Any, Any, Any]] = {}  # job id -> (state, packed run, Trainer)
+        # Jobs without a trainer yet: job id -> (request, MNIST ref, extras, Ray options).
+        self._waiting: dict[str, tuple[dict[str, Any], Any, dict[str, Any], dict[str, Any]]] = {}
+        self._placing: Any = None  # the newest trainer's readiness, until it has a node
         self._results: dict[str, tuple[Any, dict[str, Any]]] = {}  # waiting to be imported
         self._claims: dict[str, float] = {}
         self._sequence: dict[str, int] = {}  # the latest report of each job
@@ -200,17 +205,37 @@ class JobQueue:
                 return problem
             if fingerprint not in self._data:
                 return "The cluster lost MNIST's arrays; submit the training again."
-            me = ray.get_runtime_context().current_actor
             for request in requests:
                 job_id = request["job_id"]
                 self._requests[job_id] = request
                 self._states[job_id] = JobState(updated=time.time()).to_json()
-                trainer = Trainer.options(**options, max_restarts=0).remote()
-                refs = trainer.train.options(num_returns=2).remote(
-                    job_id, request, self._data[fingerprint], extras, me
-                )
-                self._tasks[job_id] = (*refs, trainer)
+                self._waiting[job_id] = (request, self._data[fingerprint], extras, options)
+            self._start_next()
         return None
+
+    def _start_next(self) -> None:
+        """Make the trainer of the oldest waiting job, once the last one made has a node (or
+        is gone). Under the lock."""
+        if self._placing is not None:
+            placed, _ = ray.wait([self._placing], timeout=0)
+            if not placed:
+                return
+            self._placing = None
+        if not self._waiting:
+            return
+        job_id = min(self._waiting)  # ids sort in the order they were submitted
+        request, data, extras, options = self._waiting.pop(job_id)
+        trainer = Trainer.options(**options, max_restarts=0).remote()
+        me = ray.get_runtime_context().current_actor
+        refs = trainer.train.options(num_returns=2).remote(job_id, request, data, extras, me)
+        self._tasks[job_id] = (*refs, trainer)
+        self._placing = trainer.__ray_ready__.remote()
+
+    def trainers(self) -> list[str]:
+        """The jobs that have a trainer (training, or waiting for room on a node), oldest
+        first."""
+        with self._lock:
+            return sorted(self._tasks)
 
     def _statuses(self, workers: int) -> list[JobStatus]:
         """The jobs as the admission rule sees them: a queued job that a free worker slot is
@@ -239,6 +264,9 @@ class JobQueue:
             if job_id not in self._requests:
                 return False
             self._stops.add(job_id)
+            if self._waiting.pop(job_id, None) is not None:  # no trainer yet
+                self._set(job_id, state="stopped")
+                return True
             if job_id not in self._tasks or self._states[job_id]["state"] in FINAL:
                 return True
             trainer = self._tasks[job_id][2]
@@ -291,6 +319,7 @@ class JobQueue:
     def _watch(self) -> None:
         while True:
             with self._lock:
+                self._start_next()
                 running = {refs[0]: j for j, refs in self._tasks.items() if j not in self._results}
             if not running:
                 time.sleep(0.25)

@@ -5,6 +5,7 @@ processes here, and a Ray cluster on loopback."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -519,6 +520,26 @@ def test_stopping_a_sweep_stops_its_running_trial_and_cancels_the_waiting_ones(
     if isinstance(service, LocalJobs):
         assert not (runs_dir / ".jobs" / second.job_id / "worker.log").exists()  # never started
     assert service.status(other).state == "finished" and not service.status(other).stop_requested
+
+
+@pytest.mark.parametrize("service", ["ray"], indirect=True)
+def test_on_ray_trainings_start_in_the_order_they_were_queued(service, long_config) -> None:
+    """Ray does not promise to place waiting actors in the order they were made, so the queue
+    makes a trainer only for the job next in line while one trains (one slot here)."""
+    import ray
+
+    jobs = [service.submit(long_config.replace(seed=s), owner=f"visitor {s}") for s in range(4)]
+
+    def training(index: int) -> bool:  # its first epoch done, the ones before it over
+        before = any(service.status(j).active for j in jobs[:index])
+        return len(service.status(jobs[index]).current.history["loss"]) >= 1 and not before
+
+    for index, job_id in enumerate(jobs):
+        wait_until(service, functools.partial(training, index))
+        states = [service.status(j).state for j in jobs]
+        assert states == ["stopped"] * index + ["running"] + ["queued"] * (3 - index)
+        assert ray.get(service.queue.trainers.remote()) == jobs[index : index + 2]
+        service.stop(job_id)
 
 
 def test_on_ray_a_missing_run_to_fine_tune_or_missing_data_is_a_job_error(
