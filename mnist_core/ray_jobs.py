@@ -7,8 +7,8 @@ Same interface as `job_service.LocalJobs` (`submit`, `status`, `jobs`, `stop`, `
   the head node: every dashboard replica and every command line connected to the cluster sees
   the same jobs. It holds each job's request and state, starts the trainings in the order they
   were queued, and watches them. Ray does not promise to place waiting actors in the order
-  they were made, so the queue makes a job's trainer only once the one before it has a node:
-  at most one trainer waits for room at a time.
+  they were made, so once the cluster's slots are taken the queue makes a job's trainer only
+  when the one before it has a node: at most one trainer waits for room at a time.
 - **A training** is an actor (`Trainer`) holding `MNIST_RAY_CPUS_PER_JOB` CPUs (default 2)
   and `MNIST_RAY_GPUS_PER_JOB` GPUs (default 0), a fresh process ended after the job
   (TensorFlow's memory goes back). It runs `worker.follow`, as a local worker does, reporting
@@ -156,7 +156,8 @@ class JobQueue:
         self._tasks: dict[str, tuple[Any, Any, Any]] = {}  # job id -> (state, packed run, Trainer)
         # Jobs without a trainer yet: job id -> (request, MNIST ref, extras, Ray options).
         self._waiting: dict[str, tuple[dict[str, Any], Any, dict[str, Any], dict[str, Any]]] = {}
-        self._placing: Any = None  # the newest trainer's readiness, until it has a node
+        self._placing: dict[str, Any] = {}  # job id -> its trainer's readiness, until placed
+        self._slots = 1  # trainings the cluster runs at once, as the latest submitter counted
         self._results: dict[str, tuple[Any, dict[str, Any]]] = {}  # waiting to be imported
         self._claims: dict[str, float] = {}
         self._sequence: dict[str, int] = {}  # the latest report of each job
@@ -210,26 +211,28 @@ class JobQueue:
                 self._requests[job_id] = request
                 self._states[job_id] = JobState(updated=time.time()).to_json()
                 self._waiting[job_id] = (request, self._data[fingerprint], extras, options)
+            self._slots = limits["workers"]
             self._start_next()
         return None
 
     def _start_next(self) -> None:
-        """Make the trainer of the oldest waiting job, once the last one made has a node (or
-        is gone). Under the lock."""
-        if self._placing is not None:
-            placed, _ = ray.wait([self._placing], timeout=0)
-            if not placed:
-                return
-            self._placing = None
-        if not self._waiting:
-            return
-        job_id = min(self._waiting)  # ids sort in the order they were submitted
-        request, data, extras, options = self._waiting.pop(job_id)
-        trainer = Trainer.options(**options, max_restarts=0).remote()
-        me = ray.get_runtime_context().current_actor
-        refs = trainer.train.options(num_returns=2).remote(job_id, request, data, extras, me)
-        self._tasks[job_id] = (*refs, trainer)
-        self._placing = trainer.__ray_ready__.remote()
+        """Make the trainers of the oldest waiting jobs: while the cluster has free slots,
+        and then one at a time, each once the one before it has a node. Under the lock."""
+        if self._placing:
+            refs = list(self._placing.values())
+            placed = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+            self._placing = {j: ref for j, ref in self._placing.items() if ref not in placed}
+        while self._waiting:
+            made = sum(1 for job_id in self._tasks if job_id not in self._results)
+            if self._placing and made >= self._slots:
+                return  # no free slot: the next in line waits for room, the others for it
+            job_id = min(self._waiting)  # ids sort in the order they were submitted
+            request, data, extras, options = self._waiting.pop(job_id)
+            trainer = Trainer.options(**options, max_restarts=0).remote()
+            me = ray.get_runtime_context().current_actor
+            refs = trainer.train.options(num_returns=2).remote(job_id, request, data, extras, me)
+            self._tasks[job_id] = (*refs, trainer)
+            self._placing[job_id] = trainer.__ray_ready__.remote()
 
     def trainers(self) -> list[str]:
         """The jobs that have a trainer (training, or waiting for room on a node), oldest
