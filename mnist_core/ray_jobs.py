@@ -359,7 +359,7 @@ class JobQueue:
                 self._tasks.pop(job_id, None)
 
 
-@ray.remote(max_concurrency=2)  # train, and stop while it trains
+@ray.remote(max_concurrency=2)  # train, and stop (or answer `__ray_ready__`) while it trains
 class Trainer:
     """One training, in an actor of its own (a fresh process, ended by the queue afterwards)
     holding the job's CPUs and GPUs for its whole life. It reports to the queue without
