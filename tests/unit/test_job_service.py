@@ -542,6 +542,29 @@ def test_on_ray_trainings_start_in_the_order_they_were_queued(service, long_conf
         service.stop(job_id)
 
 
+def test_on_ray_a_training_no_node_can_hold_holds_up_the_line_until_it_is_stopped(
+    ray_head: str, runs_dir: Path, environ, small_config
+) -> None:
+    import ray
+
+    from mnist_core.ray_jobs import RayJobs
+
+    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    service = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
+    nowhere = RayJobs(runs_dir, ray_head, environ=environ, resources={"gpu-x": 1}, queue_name=name)
+    stuck = nowhere.submit(small_config, owner="ada")  # no node has a "gpu-x"
+    after = service.submit(small_config, owner="bob")
+    time.sleep(4)  # a trainer with room starts in about a second
+    service.tick()
+    assert [service.status(j).state for j in (stuck, after)] == ["queued", "queued"]
+
+    service.stop(stuck)
+    wait_until(service, lambda: service.status(after).state == "finished")
+    assert service.status(stuck).state == "stopped"
+    assert RunStore(runs_dir).get(service.status(after).current.run_id).status == "completed"
+    ray.kill(service.queue)
+
+
 def test_on_ray_a_missing_run_to_fine_tune_or_missing_data_is_a_job_error(
     ray_head: str, runs_dir: Path, environ, small_config
 ) -> None:
