@@ -359,11 +359,12 @@ def test_your_drawings_loop_keep_score_and_train_on_them(
 
     my_drawings = page.get_by_text(re.compile(r"^My drawings \(\d+\)$"))
     expect(my_drawings).to_have_text("My drawings (2)")
-    saved = DrawingSet(drawings).list()  # newest first, by the time each was added (two
-    assert len(saved) == 2  # added within one second have ids of the same second)
+    drawing_set = DrawingSet(drawings)
+    saved = drawing_set.list()  # newest first, by the time each was added (two added
+    assert len(saved) == 2  # within one second have ids of the same second)
     newest = saved[0].canvas()
     assert saved[0].label == 7 and newest is not None and newest.shape == (280, 280, 4)
-    kept = DrawingSet(drawings).arrays()  # oldest first: the 0, then the 1 meant as a 7
+    kept = drawing_set.arrays()  # oldest first: the 0, then the 1 meant as a 7
 
     # The set downloads as one .npz in MNIST's layout. Once the page's run has ended: a
     # download button still on screen from the run before holds a file id that run's end

@@ -45,6 +45,11 @@ def environ(data_file: Path) -> dict[str, str]:
     return {**os.environ, "MNIST_PATH": str(data_file), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def queue_name() -> str:
+    """A Ray queue of the test's own, apart from every other test's."""
+    return f"test-queue-{uuid.uuid4().hex[:8]}"
+
+
 def make_service(request: pytest.FixtureRequest, runs_dir: Path, environ, queue_limit: int):
     """A job service of the backend `request.param` names ("local" or "ray"), running one
     training at a time; a Ray one gets a queue of its own, removed after the test."""
@@ -55,8 +60,7 @@ def make_service(request: pytest.FixtureRequest, runs_dir: Path, environ, queue_
     from mnist_core.ray_jobs import RayJobs
 
     address = request.getfixturevalue("ray_head")  # 2 CPUs, 2 per job: one at a time
-    name = f"test-queue-{uuid.uuid4().hex[:8]}"
-    service = RayJobs(runs_dir, address, queue_limit, environ=environ, queue_name=name)
+    service = RayJobs(runs_dir, address, queue_limit, environ=environ, queue_name=queue_name())
     request.addfinalizer(lambda: _end_queue(service, ray))
     return service
 
@@ -283,8 +287,9 @@ def spare_node_service(runs_dir: Path, address: str, environ) -> Any:
     from mnist_core.ray_jobs import RayJobs
 
     environ = {**environ, "MNIST_RAY_CPUS_PER_JOB": "1"}
-    name = f"test-queue-{uuid.uuid4().hex[:8]}"
-    return RayJobs(runs_dir, address, environ=environ, resources={"spare": 1}, queue_name=name)
+    return RayJobs(
+        runs_dir, address, environ=environ, resources={"spare": 1}, queue_name=queue_name()
+    )
 
 
 def test_a_job_runs_on_a_second_node_and_its_run_lands_here(
@@ -471,7 +476,7 @@ def test_mnist_goes_to_the_cluster_once_for_every_job_and_replica(
     from mnist_core import ray_jobs
     from mnist_core.ray_jobs import RayJobs
 
-    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    name = queue_name()
     first = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
     jobs = [first.submit(small_config, owner="ada")]
     ray_jobs._SENT.clear()  # a second replica: a process that has sent nothing yet
@@ -542,16 +547,19 @@ def test_on_ray_trainings_start_in_the_order_they_were_queued(service, long_conf
         service.stop(job_id)
 
 
+@pytest.mark.parametrize("service", ["ray"], indirect=True)
 def test_on_ray_a_training_no_node_can_hold_holds_up_the_line_until_it_is_stopped(
-    ray_head: str, runs_dir: Path, environ, small_config
+    service, runs_dir: Path, environ, small_config
 ) -> None:
-    import ray
-
     from mnist_core.ray_jobs import RayJobs
 
-    name = f"test-queue-{uuid.uuid4().hex[:8]}"
-    service = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
-    nowhere = RayJobs(runs_dir, ray_head, environ=environ, resources={"gpu-x": 1}, queue_name=name)
+    nowhere = RayJobs(
+        runs_dir,
+        service.address,
+        environ=environ,
+        resources={"gpu-x": 1},
+        queue_name=service.queue_name,
+    )
     stuck = nowhere.submit(small_config, owner="ada")  # no node has a "gpu-x"
     after = service.submit(small_config, owner="bob")
     time.sleep(4)  # a trainer with room starts in about a second
@@ -562,7 +570,6 @@ def test_on_ray_a_training_no_node_can_hold_holds_up_the_line_until_it_is_stoppe
     wait_until(service, lambda: service.status(after).state == "finished")
     assert service.status(stuck).state == "stopped"
     assert RunStore(runs_dir).get(service.status(after).current.run_id).status == "completed"
-    ray.kill(service.queue)
 
 
 def test_on_ray_a_missing_run_to_fine_tune_or_missing_data_is_a_job_error(
@@ -572,7 +579,7 @@ def test_on_ray_a_missing_run_to_fine_tune_or_missing_data_is_a_job_error(
 
     from mnist_core.ray_jobs import RayJobs
 
-    name = f"test-queue-{uuid.uuid4().hex[:8]}"
+    name = queue_name()
     service = RayJobs(runs_dir, ray_head, environ=environ, queue_name=name)
     gone = small_config.replace(start_from="20260101-000000-mlp-abcdef")
     with pytest.raises(JobError, match="does not exist"):
