@@ -6,7 +6,7 @@ import pages.parts  # noqa: F401 - before all else: see pages/parts/__init__.py
 import streamlit as st
 
 from mnist_core.runs import run_rows
-from pages.parts import app_state
+from pages.parts import app_state, page_path
 
 st.title("Digit recognition dashboard")
 st.markdown(
@@ -16,16 +16,14 @@ st.markdown(
 
 columns = st.columns(3)
 columns[0].page_link(
-    app_state.page_path("train"), label="**Train** a model", icon=":material/model_training:"
+    page_path("train"), label="**Train** a model", icon=":material/model_training:"
 )
 columns[0].caption("Pick a preset or tune every setting; live progress, stop at any time.")
 columns[1].page_link(
-    app_state.page_path("results"), label="**Results** of your runs", icon=":material/monitoring:"
+    page_path("results"), label="**Results** of your runs", icon=":material/monitoring:"
 )
 columns[1].caption("Curves, confusion matrix, a gallery of test digits, run comparison.")
-columns[2].page_link(
-    app_state.page_path("sketch"), label="**Sketch** a digit", icon=":material/draw:"
-)
+columns[2].page_link(page_path("sketch"), label="**Sketch** a digit", icon=":material/draw:")
 columns[2].caption("Draw on a canvas or upload a photo; the prediction updates as you draw.")
 
 runs = app_state.list_runs()

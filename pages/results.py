@@ -12,7 +12,14 @@ from mnist_core.errors import MnistCoreError
 from mnist_core.evaluate import Evaluation
 from mnist_core.figures import confusion_figure, gallery_html, history_figure, per_class_figure
 from mnist_core.run_record import INTERRUPTED, ImportedModel
-from pages.parts import app_state, drawings_view, explain_view, replay_view, share_view
+from pages.parts import (
+    app_state,
+    drawings_view,
+    explain_view,
+    page_path,
+    replay_view,
+    share_view,
+)
 
 PAGE_SIZE = 40
 ANY = "any"
@@ -148,9 +155,7 @@ share_view.open_run_link(runs)
 app_state.forget_vanished_run("results_run", runs)
 if not runs:
     st.info("No runs yet: train a model first.")
-    st.page_link(
-        app_state.page_path("train"), label="Go to Train", icon=":material/model_training:"
-    )
+    st.page_link(page_path("train"), label="Go to Train", icon=":material/model_training:")
     st.stop()
 
 labels = {run.run_id: run.label for run in runs}

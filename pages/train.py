@@ -30,7 +30,7 @@ from mnist_core.job_service import (
     seconds_left,
     wait_seconds,
 )
-from pages.parts import app_state, drawings_view, share_view, sweep_view, train_form
+from pages.parts import app_state, drawings_view, page_path, share_view, sweep_view, train_form
 
 BEFORE = "train_before_run"  # the run to compare the new one with
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0]
@@ -320,9 +320,7 @@ def show_summary(run_id: str, job_id: str) -> None:
         f"{metrics.train_seconds:.0f} s. It is now your active model."
     )
     drawings_view.before_after(st.session_state.get(BEFORE), run_id)
-    st.page_link(
-        app_state.page_path("results"), label="See its results", icon=":material/monitoring:"
-    )
+    st.page_link(page_path("results"), label="See its results", icon=":material/monitoring:")
 
 
 def format_seconds(seconds: float) -> str:

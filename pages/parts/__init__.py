@@ -12,6 +12,8 @@ Streamlit: the imports the page needs come in the run that shows it, after the s
 element (see `style`) is on its way to the browser.
 """
 
+from pathlib import Path
+
 import streamlit as st
 from streamlit import delta_generator, runtime
 from streamlit.runtime.pages_manager import PagesManager
@@ -23,6 +25,12 @@ from streamlit.runtime.pages_manager import PagesManager
 # marked done; `python dashboard.py` still gets Streamlit's warning.
 if runtime.exists():
     delta_generator._use_warning_has_been_displayed = True
+
+
+def page_path(name: str) -> Path:
+    """The file of the page `name` ("home", "train", ...) in `pages/`."""
+    return Path(__file__).resolve().parents[1] / f"{name}.py"
+
 
 if PagesManager.uses_pages_directory:
     PagesManager.uses_pages_directory = False

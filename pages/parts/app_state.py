@@ -294,8 +294,3 @@ def page_url(name: str, query: str, here: str) -> str:
     url = st.context.url
     base = url.removesuffix("/").removesuffix(f"/{here}") + "/" if url else ""
     return f"{base}{name}?{query}" if query else f"{base}{name}"
-
-
-def page_path(name: str) -> Path:
-    """The file of the page `name` ("home", "train", ...) in `pages/`."""
-    return Path(__file__).resolve().parents[1] / f"{name}.py"

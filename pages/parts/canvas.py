@@ -8,18 +8,23 @@ returning from another page finds it still there). White ink on black, as in MNI
 It replaced streamlit-drawable-canvas, whose fabric.js script (413 kB) was loaded after the
 page's other elements and which waited 200 ms after every stroke before sending it. Its
 settings are numbers and strings, which Streamlit sends as JSON without importing pandas.
+
+Importing this module imports neither numpy nor the image code (`decode` does, on first use):
+the Sketch page sends the canvas before those imports (see pages/sketch.py).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+from typing import TYPE_CHECKING
 
-import numpy as np
 import streamlit as st
 
 from mnist_core.errors import ImageError
-from mnist_core.preprocess import load_image
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SIZE = 280  # CSS pixels, and the pixels of the PNG it sends: 10x MNIST's 28
 PNG_PREFIX = "data:image/png;base64,"
@@ -123,6 +128,29 @@ export default function (component) {{
 
 _COMPONENT = st.components.v2.component("digit_canvas", html=_HTML, css=_CSS, js=_JS)
 
+# The Sketch page's canvas in session state: its latest drawing as an RGBA array (tests inject
+# one here), the same drawing as the browser sent it (a PNG data URL), and a number that is part
+# of the canvas's key (a new number is a new, blank canvas).
+DRAWING = "sketch_drawing"
+DRAWING_PNG = "sketch_drawing_png"
+VERSION = "sketch_canvas_version"
+
+
+def sketch_canvas(stroke_width: int) -> str | None:
+    """The Sketch page's canvas, holding the drawing it last sent; see `drawing_canvas`."""
+    return drawing_canvas(
+        stroke_width=stroke_width,
+        key=f"sketch_canvas_{st.session_state.get(VERSION, 0)}",
+        drawing=st.session_state.get(DRAWING_PNG),
+    )
+
+
+def clear_sketch() -> None:
+    """A blank Sketch canvas, its drawing forgotten."""
+    st.session_state[VERSION] = st.session_state.get(VERSION, 0) + 1
+    st.session_state.pop(DRAWING, None)
+    st.session_state.pop(DRAWING_PNG, None)
+
 
 def drawing_canvas(*, stroke_width: int, key: str, drawing: str | None = None) -> str | None:
     """Show the canvas; the drawing it holds as a PNG data URL, or None while it is empty.
@@ -147,6 +175,10 @@ def decode(png: str) -> np.ndarray:
     Raises:
         ImageError: the value is not a PNG data URL of an image (it came from the browser).
     """
+    import numpy as np  # here, not at the top: see the module's docstring
+
+    from mnist_core.preprocess import load_image
+
     again = "Clear the canvas and draw the digit again."
     if not png.startswith(PNG_PREFIX):
         raise ImageError(f"The drawing did not arrive as a PNG image. {again}")

@@ -24,7 +24,7 @@ from mnist_core.import_jobs import SCALES, ImportJob
 from mnist_core.links import link_query, parse_link
 from mnist_core.runs import RunInfo
 from mnist_core.sweeps import Axis
-from pages.parts import app_state, sweep_view, train_form
+from pages.parts import app_state, page_path, sweep_view, train_form
 
 TRAIN_AGAIN = "train_again"  # session key: {"run_id", "config"} for the Train page to load
 IMPORT_JOB = "results_import_job"  # session key: the running `ImportJob`
@@ -61,7 +61,7 @@ def share_run(run: RunInfo) -> None:
         else "An imported model was not trained here: it has no training settings to load.",
     ):
         st.session_state[TRAIN_AGAIN] = {"run_id": run.run_id, "config": run.config}
-        st.switch_page(app_state.page_path("train"))
+        st.switch_page(page_path("train"))
     with links.popover("Copy link", icon=":material/link:", key="results_link"):
         st.caption("This run, on Results:")
         run_query = urlencode({app_state.RUN_QUERY_PARAM: run.run_id})

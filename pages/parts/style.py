@@ -16,12 +16,21 @@ import streamlit as st
 # darker blue (5.2:1). light-dark() follows the theme's color-scheme.
 # The component's own element is hidden, so it adds no gap where it is mounted.
 KEY = "dashboard_style"
+# Sketch's model picker, filled after the canvas (see pages/sketch.py): the room it takes (a select
+# box and a switch, measured in Chromium) is kept by a space inside its container until it comes,
+# and by the container's least height while the space gives way and its widgets' scripts load,
+# so that the tabs and the canvas below do not move. Your drawings' score line adds a line.
+SKETCH_HEADER = "sketch_header"
+SKETCH_HEADER_HEIGHT = 108  # px
 CSS = f"""
 [data-testid='stBaseButton-primary'] {{
     color: light-dark(#ffffff, #0e1117);
 }}
 .st-key-{KEY} {{
     display: none;
+}}
+.st-key-{SKETCH_HEADER} {{
+    min-height: {SKETCH_HEADER_HEIGHT}px;
 }}
 """
 

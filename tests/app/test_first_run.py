@@ -51,6 +51,47 @@ def test_the_first_element_goes_out_before_numpy_and_mnist_core_are_imported(
     assert report["sidebar"][0].startswith("MNIST: "), report
 
 
+# A first visit to /sketch in a fresh process: what the app had imported when it sent the canvas
+# (see pages/sketch.py), and what the page showed once its run had ended.
+SKETCH_FIRST_RUN = """
+import json, sys
+from streamlit.testing.v1 import AppTest
+from pages.parts import canvas
+
+def app_modules():
+    return sorted(
+        name for name in sys.modules
+        if name.split(".")[0] in ("numpy", "mnist_core", "onnxruntime")
+    )
+
+at_canvas = []
+sketch_canvas = canvas.sketch_canvas
+canvas.sketch_canvas = lambda *args: (at_canvas.append(app_modules()), sketch_canvas(*args))[1]
+at = AppTest.from_file("dashboard.py", default_timeout=60).switch_page("pages/sketch.py").run()
+print(json.dumps({
+    "at_canvas": at_canvas,
+    "after_run": [name for name in ("numpy", "onnxruntime") if name in sys.modules],
+    "exceptions": [e.message for e in at.exception],
+    "pickers": [box.label for box in at.selectbox],
+    "tabs": [tab.label for tab in at.tabs],
+    "sidebar": [c.value for c in at.sidebar.caption][-1:],
+}))
+"""
+
+
+def test_sketchs_canvas_goes_out_before_numpy_and_the_model_are_imported(tmp_path: Path) -> None:
+    report = report_of(SKETCH_FIRST_RUN, env={"MNIST_RUNS_DIR": str(tmp_path / "runs")})
+    assert report["exceptions"] == []
+    # Only the canvas's own error type of mnist_core when the canvas was sent ...
+    assert report["at_canvas"] == [["mnist_core", "mnist_core.errors"]], report
+    # ... then the rest of the page: the model (the shipped pretrained run) loaded to predict,
+    # its picker above the tabs, the sidebar.
+    assert report["after_run"] == ["numpy", "onnxruntime"]
+    assert report["pickers"] == ["Model"]
+    assert report["tabs"] == ["Draw", "Upload a photo"]
+    assert report["sidebar"][0].startswith("MNIST: "), report
+
+
 # The same first run, nothing of the app imported before it (as in a server): how often
 # inspect.stack() is called, which Streamlit's REPL check does at the process's first element.
 STACK_WALKS = """
