@@ -52,11 +52,12 @@ def test_the_first_element_goes_out_before_numpy_and_mnist_core_are_imported(
 
 
 # A first visit to /sketch in a fresh process: what the app had imported when it sent the canvas
-# (see pages/sketch.py), and what the page showed once its run had ended.
+# (see pages/sketch.py), and what the page showed once its run had ended. Nothing of the app is
+# imported before the run, as in a server (importing pages.parts here would keep the first run in
+# Streamlit's pages-folder mode): the canvas is wrapped as its module is first imported.
 SKETCH_FIRST_RUN = """
-import json, sys
+import importlib.util, json, sys
 from streamlit.testing.v1 import AppTest
-from pages.parts import canvas
 
 def app_modules():
     return sorted(
@@ -65,8 +66,24 @@ def app_modules():
     )
 
 at_canvas = []
-sketch_canvas = canvas.sketch_canvas
-canvas.sketch_canvas = lambda *args: (at_canvas.append(app_modules()), sketch_canvas(*args))[1]
+
+class WrapTheCanvas:
+    def find_spec(self, name, path, target=None):
+        if name != "pages.parts.canvas":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run_module = spec.loader.exec_module
+
+        def exec_module(module):
+            run_module(module)
+            draw = module.sketch_canvas
+            module.sketch_canvas = lambda *args: (at_canvas.append(app_modules()), draw(*args))[1]
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, WrapTheCanvas())
 at = AppTest.from_file("dashboard.py", default_timeout=60).switch_page("pages/sketch.py").run()
 print(json.dumps({
     "at_canvas": at_canvas,
