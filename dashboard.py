@@ -37,7 +37,7 @@ finally:
     with model_info:
         run = app_state.active_run()
         if run is None:
-            st.caption("No model yet: train one on the Train page.")
+            st.caption(app_state.NO_MODEL)
         else:
             # The name in the label: a value as long as "STRIDED · 99.55%" is cut at the
             # sidebar's width, and the accuracy is what matters.

@@ -44,6 +44,7 @@ RUN_QUERY_PARAM = "run"  # Results' link to a run: /results?run=ID
 APP_QUERY_PARAMS = (JOB_QUERY_PARAM, SWEEP_QUERY_PARAM, RUN_QUERY_PARAM)
 LINKS_OPENED = "links_opened"  # page name -> (the link it last opened, that link's notices)
 Notice = tuple[str, str]  # what opening a link says: ("info" or "warning", its markdown)
+NO_MODEL = "No model yet: train one on the Train page."  # where a page needs a run
 
 
 def run_store() -> RunStore:

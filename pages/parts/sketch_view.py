@@ -27,7 +27,7 @@ def model_header() -> RunInfo | None:
     runs = app_state.list_runs()
     app_state.forget_vanished_run(MODEL, runs)
     if not runs:
-        st.info("No model yet: train one on the Train page.")
+        st.info(app_state.NO_MODEL)
         return None
     active = app_state.active_run(runs)
     labels = {run.run_id: run.label for run in runs}
@@ -71,7 +71,7 @@ def canvas_prediction() -> None:
 def upload(run: RunInfo | None) -> None:
     """The "Upload a photo" tab."""
     if run is None:
-        st.info("No model yet: train one on the Train page.")
+        st.info(app_state.NO_MODEL)
         return
     max_upload_bytes = app_state.demo_limits().upload_bytes
     photo = st.file_uploader(
