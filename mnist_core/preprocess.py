@@ -105,8 +105,10 @@ def to_mnist(image: np.ndarray) -> np.ndarray | None:
     Raises:
         ImageError: the array is not an image (wrong shape or dtype, empty, too large).
     """
-    steps = to_mnist_steps(image)
-    return None if steps is None else steps.centred
+    found = _cropped_ink(_validated(image))
+    if found is None:
+        return None
+    return _centre(_fit_box(_widen_thin_strokes(found[1])))
 
 
 def to_mnist_steps(image: np.ndarray) -> PreprocessSteps | None:
@@ -135,13 +137,13 @@ def to_mnist_steps(image: np.ndarray) -> PreprocessSteps | None:
     Raises:
         ImageError: the array is not an image (wrong shape or dtype, empty, too large).
     """
-    ink = _ink(image)
-    if ink is None:
+    pixels = _validated(image)
+    found = _cropped_ink(pixels)
+    if found is None:
         return None
-    rows = np.flatnonzero(ink.any(axis=1))
-    cols = np.flatnonzero(ink.any(axis=0))
-    bbox = (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
-    cropped = ink[bbox[0] : bbox[2], bbox[1] : bbox[3]]
+    bbox, cropped = found
+    ink = np.zeros(pixels.shape[:2], dtype=np.float32)  # none outside the ink's box
+    ink[bbox[0] : bbox[2], bbox[1] : bbox[3]] = cropped
     widened = _widen_thin_strokes(cropped)
     scaled = _fit_box(widened)
     return PreprocessSteps(
@@ -154,9 +156,59 @@ def to_mnist_steps(image: np.ndarray) -> PreprocessSteps | None:
     )
 
 
-def _ink(image: np.ndarray) -> np.ndarray | None:
-    """(H, W) float32 ink in [0, 1] after the noise floors, or None when nothing is left."""
-    pixels = _validated(image)
+def _cropped_ink(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """The box around the ink of validated `pixels` (top, left, bottom, right; the last two
+    exclusive) and the ink inside it, float32; None when there is none (see `_ink`)."""
+    if pixels.dtype == np.uint8 and pixels.shape[2] in (2, 4):
+        if _mostly_transparent(_border(pixels[:, :, -1])):  # a drawing on a clear canvas
+            return _cropped_alpha(pixels)
+    ink = _ink(pixels)
+    if ink is None:
+        return None
+    top, left, bottom, right = _box(ink.any(axis=1), ink.any(axis=0))
+    return (top, left, bottom, right), ink[top:bottom, left:right]
+
+
+def _mostly_transparent(alpha: np.ndarray) -> bool:
+    """Whether the median of uint8 `alpha` values is below half: the `_ink` test on the bytes.
+    Their median is the mean of the middle two (a border has an even count), and (a + b) / 2 <
+    127.5 holds for the same pairs as its float32 form in `_ink` (tested on all pairs)."""
+    middle = len(alpha) // 2
+    lower, upper = np.partition(alpha, (middle - 1, middle))[middle - 1 : middle + 1]
+    return int(lower) + int(upper) < 255
+
+
+def _cropped_alpha(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+    """`_cropped_ink` of uint8 gray + alpha or RGBA `pixels` whose alpha is the ink: the same
+    values as `_ink` gives, but the box is found on the bytes and only the pixels inside it are
+    converted (a digit fills about a quarter of the canvas)."""
+    channels = pixels.shape[2]
+    # Each pixel read as one little-endian integer, whose top byte is its alpha: the maxima of
+    # whole pixels give the alpha's, over contiguous memory (a third of the time of a view).
+    whole = np.ascontiguousarray(pixels).view(f"<u{channels}")[:, :, 0]
+    shift = 8 * (channels - 1)
+    row_peaks, col_peaks = whole.max(axis=1) >> shift, whole.max(axis=0) >> shift
+    peak = float(_ALPHA_INK[row_peaks.max()])
+    if peak < NOISE_FLOOR:
+        return None
+    # The weakest alpha whose ink clears the floors (the peak's does).
+    weakest = int(np.argmax(_ALPHA_INK >= max(NOISE_FLOOR, RELATIVE_FLOOR * peak)))
+    top, left, bottom, right = _box(row_peaks >= weakest, col_peaks >= weakest)
+    kept = pixels[top:bottom, left:right, -1]
+    cropped = _unit(kept, 255.0)
+    cropped[kept < weakest] = 0.0
+    return (top, left, bottom, right), cropped
+
+
+def _box(rows: np.ndarray | np.bool_, cols: np.ndarray | np.bool_) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) spanning the true entries of `rows` and `cols` (some are)."""
+    inked_rows, inked_cols = np.flatnonzero(rows), np.flatnonzero(cols)
+    return int(inked_rows[0]), int(inked_cols[0]), int(inked_rows[-1]) + 1, int(inked_cols[-1]) + 1
+
+
+def _ink(pixels: np.ndarray) -> np.ndarray | None:
+    """(H, W) float32 ink in [0, 1] of validated `pixels` after the noise floors, or None when
+    nothing is left."""
     divisor = _full_scale(pixels)
     channels = pixels.shape[2]
     alpha = _unit(pixels[:, :, -1], divisor) if channels in (2, 4) else None
@@ -228,6 +280,10 @@ def _unit(pixels: np.ndarray, divisor: float) -> np.ndarray:
     return np.clip(values / divisor, 0.0, 1.0).astype(np.float32)
 
 
+# The ink of each uint8 alpha value, as `_unit` gives it: increasing.
+_ALPHA_INK = _unit(np.arange(256, dtype=np.uint8), 255.0)
+
+
 def _luminance(pixels: np.ndarray, divisor: float) -> np.ndarray:
     """(H, W) float32 luminance in [0, 1] of (H, W, 3) RGB or (H, W, 4) RGBA pixels."""
     # Weighting alpha by zero keeps the matrix product on contiguous memory: five times faster
@@ -248,11 +304,14 @@ def _border(channel: np.ndarray) -> np.ndarray:
 def _stroke_width(ink: np.ndarray) -> float:
     """Mean stroke width in pixels: twice the area over the perimeter of a long thin shape."""
     peak = float(ink.max())
-    solid = np.pad(ink >= 0.5 * peak, 1)
+    solid = np.zeros((ink.shape[0] + 2, ink.shape[1] + 2), dtype=bool)  # a blank frame around
+    solid[1:-1, 1:-1] = ink >= 0.5 * peak
     perimeter = np.count_nonzero(solid[1:] != solid[:-1]) + np.count_nonzero(
         solid[:, 1:] != solid[:, :-1]
     )
-    return 2.0 * float(ink.sum()) / peak / perimeter
+    # Summed in float64, exactly (float32 values in [0, 1], at most 2**24 of them), so the
+    # width does not depend on the summing order, which differs for a view and a copy.
+    return 2.0 * float(ink.sum(dtype=np.float64)) / peak / perimeter
 
 
 def _widen_thin_strokes(cropped: np.ndarray) -> np.ndarray:
@@ -342,7 +401,11 @@ def _fit_box(cropped: np.ndarray) -> np.ndarray:
 def _centre(scaled: np.ndarray) -> np.ndarray:
     """Place `scaled` in a 28x28 frame with its centre of mass at (14, 14), kept inside."""
     height, width = scaled.shape
-    mass_row, mass_col = ndimage().center_of_mass(scaled)
+    # As scipy.ndimage.center_of_mass computes it (the same sums in the same order), without
+    # its generic code: 0.009 ms where it took 0.021 ms.
+    mass = scaled.sum()
+    mass_row = float((scaled * np.arange(height, dtype=float)[:, None]).sum() / mass)
+    mass_col = float((scaled * np.arange(width, dtype=float)[None, :]).sum() / mass)
     # Whole-pixel shifts, as MNIST did: a sub-pixel shift would blur the strokes.
     top = min(max(round(MNIST_CENTRE - mass_row), 0), MNIST_SIZE - height)
     left = min(max(round(MNIST_CENTRE - mass_col), 0), MNIST_SIZE - width)

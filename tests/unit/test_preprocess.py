@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from mnist_core import preprocess
 from mnist_core.errors import ImageError
 from mnist_core.preprocess import load_image, to_mnist, to_mnist_steps
 
@@ -727,3 +728,58 @@ def test_corrupted_files_raise_only_image_error(
     except ImageError:
         return
     assert loaded.dtype == np.uint8 and loaded.ndim in (2, 3)
+
+
+def test_the_byte_test_for_a_clear_canvas_agrees_with_the_float_median_on_every_pair() -> None:
+    """A drawing's alpha border is judged on its bytes: for each pair of middle values the
+    answer must be the float32 median's, which `_ink` uses for other images."""
+    pairs = np.array(list(itertools.product(range(256), repeat=2)), dtype=np.uint8)
+    by_floats = np.median(preprocess._unit(pairs, 255.0), axis=1) < 0.5
+    by_bytes = np.array([preprocess._mostly_transparent(pair) for pair in pairs])
+    assert by_bytes.sum() == 32640  # the pairs summing to 254 or less
+    np.testing.assert_array_equal(by_bytes, by_floats)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hnp.arrays(np.uint8, st.integers(1, 600).map(lambda half: 2 * half)))
+def test_the_byte_test_for_a_clear_canvas_agrees_with_the_float_median(alpha) -> None:
+    by_floats = bool(np.median(preprocess._unit(alpha, 255.0)) < 0.5)
+    assert preprocess._mostly_transparent(alpha) is by_floats
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    alpha=hnp.arrays(np.uint8, st.tuples(st.integers(3, 40), st.integers(3, 40))),
+    channels=st.sampled_from([2, 4]),
+    strength=st.floats(0.0, 1.0),
+    strided=st.booleans(),
+)
+def test_a_clear_canvas_is_cropped_on_its_bytes_to_the_same_ink_as_any_image(
+    alpha: np.ndarray, channels: int, strength: float, strided: bool
+) -> None:
+    """`_cropped_alpha` (drawings: uint8 with a clear border) must give exactly what the
+    general path gives, `_ink` on the whole image and then the box around what is left."""
+    alpha = (alpha * strength).astype(np.uint8)
+    alpha[[0, -1]] = 0  # a clear canvas: its border is transparent
+    alpha[:, [0, -1]] = 0
+    pixels = np.zeros((*alpha.shape, channels), dtype=np.uint8)
+    pixels[..., :-1] = 255 - alpha[..., None]  # the colour must not matter
+    pixels[..., -1] = alpha
+    if strided:  # not contiguous: every other row of a canvas twice as tall
+        taller = np.repeat(pixels, 2, axis=0)
+        taller[1::2] = 77
+        pixels = taller[::2]
+    fast = preprocess._cropped_alpha(pixels)
+    ink = preprocess._ink(pixels)
+    if ink is None:
+        assert fast is None
+        return
+    assert fast is not None
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    assert fast[0] == (rows[0], cols[0], rows[-1] + 1, cols[-1] + 1)
+    top, left, bottom, right = fast[0]
+    assert fast[1].dtype == np.float32
+    np.testing.assert_array_equal(fast[1], ink[top:bottom, left:right])
+    steps = to_mnist_steps(pixels)
+    np.testing.assert_array_equal(steps.ink, ink)
+    np.testing.assert_array_equal(to_mnist(pixels), steps.centred)
