@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -79,18 +81,25 @@ def start(script: Path, runs_dir: Path) -> tuple[subprocess.Popen[bytes], str, f
     return process, f"http://127.0.0.1:{port}", started
 
 
-def open_when_up(browser: Browser, url: str, timeout: float = 120):
-    """Open `url` in a new page as soon as the server accepts connections."""
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+def open_when_up(browser: Browser, url: str, timeout: float = 120) -> Page:
+    """Open `url` in a new tab as soon as the server accepts connections, as `streamlit run`
+    opens the visitor's browser once its server listens. The port is tried every 5 ms with a
+    bare connection. Reloading the page until it loaded instead (each refusal an error page in
+    Chromium, 20-180 ms apart, and the tab made while the server started) took CPU from the
+    starting server: measured, both apps were seen 0.4-0.7 s later (BENCHMARKS.md)."""
+    address = urlsplit(url)
     deadline = time.monotonic() + timeout
     while True:
         try:
-            page.goto(url, timeout=5_000)
-            return page
-        except Exception:  # noqa: BLE001 - connection refused until the server listens
+            socket.create_connection((address.hostname, address.port), timeout=1).close()
+            break
+        except OSError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.05)
+            time.sleep(0.005)
+    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page.goto(url)
+    return page
 
 
 # The first element matching a CSS selector (in the page or in a component's shadow root) whose
