@@ -86,7 +86,7 @@ def open_when_up(browser: Browser, url: str, timeout: float = 120) -> Page:
     opens the visitor's browser once its server listens. The port is tried every 5 ms with a
     bare connection. Reloading the page until it loaded instead (each refusal an error page in
     Chromium, 20-180 ms apart, and the tab made while the server started) took CPU from the
-    starting server: measured, both apps were seen 0.4-0.7 s later (BENCHMARKS.md)."""
+    starting server: measured, both apps were seen 0.55-0.67 s later (BENCHMARKS.md)."""
     address = urlsplit(url)
     deadline = time.monotonic() + timeout
     while True:

@@ -163,10 +163,7 @@ def _cropped_ink(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndar
         if _mostly_transparent(_border(pixels[:, :, -1])):  # a drawing on a clear canvas
             return _cropped_alpha(pixels)
     ink = _ink(pixels)
-    if ink is None:
-        return None
-    top, left, bottom, right = _box(ink.any(axis=1), ink.any(axis=0))
-    return (top, left, bottom, right), ink[top:bottom, left:right]
+    return None if ink is None else _crop(ink)
 
 
 def _mostly_transparent(alpha: np.ndarray) -> bool:
@@ -198,6 +195,12 @@ def _cropped_alpha(pixels: np.ndarray) -> tuple[tuple[int, int, int, int], np.nd
     cropped = _unit(kept, 255.0)
     cropped[kept < weakest] = 0.0
     return (top, left, bottom, right), cropped
+
+
+def _crop(ink: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The box around the nonzero pixels of `ink` (some are) and the view of `ink` inside it."""
+    top, left, bottom, right = _box(ink.any(axis=1), ink.any(axis=0))
+    return (top, left, bottom, right), ink[top:bottom, left:right]
 
 
 def _box(rows: np.ndarray | np.bool_, cols: np.ndarray | np.bool_) -> tuple[int, int, int, int]:
@@ -339,10 +342,7 @@ def _widen_thin_strokes(cropped: np.ndarray) -> np.ndarray:
     if growth < 1:
         return cropped
     padded = np.pad(cropped, growth)
-    widened = ndimage().maximum_filter(padded, size=growth + 1)
-    rows = np.flatnonzero(widened.any(axis=1))
-    cols = np.flatnonzero(widened.any(axis=0))
-    return widened[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return _crop(ndimage().maximum_filter(padded, size=growth + 1))[1]
 
 
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
